@@ -1,0 +1,746 @@
+"""FaceScrub: from the lists of URLs to verified, cropped face datasets (Parts 7-11's input).
+
+The 2017 CSC411 Project 2 uses faces of six actors from FaceScrub (Fran Drescher, America
+Ferrera, Kristin Chenoweth, Alec Baldwin, Bill Hader, Steve Carell). FaceScrub ships as two
+tab-separated lists (``facescrub_actors.txt``, ``facescrub_actresses.txt``): name, image_id,
+face_id, url, bbox ``x1,y1,x2,y2`` (on the raw pixels of the original) and the sha256 of the
+original file. This script turns those lists into datasets:
+
+    lists --(cache or download)--> originals --(sha256 == list?)--> decode --(bbox inside?)-->
+    crop --> resize (antialiased) --> data/faces_60x60_gray.npz, data/faces_227x227_rgb.npz
+
+Stages and what each one counts, per actor (the table printed at the end):
+  * fetch: the original ``<surname>_<face_id><ext>`` is taken from a download cache
+    (``<dest>/uncropped/``, then ``data/uncropped/``, then ``uncropped/`` of each $DEEPNN_DATA
+    folder) -> "cached"; otherwise downloaded into ``<dest>/uncropped/`` (http/https only, a
+    timeout on every request, retries with backoff, a size cap, several at once, written
+    atomically) -> "downloaded" or "failed"; ``--offline`` never downloads -> "missing".
+  * verify: the file's sha256 must equal the list's, else "sha256 mismatch" (HTML error pages,
+    re-encoded or replaced images). Files that fail here stay in the cache and are NOT fetched
+    again on a re-run (the host served those bytes; asking again gives the same answer);
+    ``--refetch-mismatched`` re-downloads them.
+  * decode: Pillow, no EXIF rotation (the bbox is on the raw pixels); palette, CMYK, RGBA, LA,
+    16-bit and grayscale inputs are converted; truncated or unreadable files -> "undecodable";
+    images over the decompression-bomb limit -> "too large"; a bbox outside the image or empty
+    -> "bad bbox"; otherwise "kept".
+
+Dataset file ``<dest>/faces_{H}x{W}_{mode}.npz`` (mode ``gray`` or ``rgb``), loadable with
+``allow_pickle=False``: ``images`` uint8 (N,H,W) or (N,H,W,3); ``labels`` int64 (N,) indexing
+``actors`` (K,) in the order asked; ``face_ids`` int64 (N,); ``sha256`` str (N,). Rows are sorted
+by (label, face_id); every size/mode built in one run holds the same rows. ``load_faces()`` reads
+it back for the other scripts.
+
+Run:   python get_all_imgs.py               # both default datasets (downloads what is missing)
+       python get_all_imgs.py --offline     # from the cache only
+       python get_all_imgs.py --size 32 --mode gray --size 224 --mode rgb
+Cost:  with the cache of the six actors (1,252 originals, 1,008 verified), building both default
+       datasets takes about 5-10 s on 2 cores: each original is decoded once, JPEGs at a reduced
+       DCT scale when the crop stays at least as large as the output (``Image.draft``), in a
+       process pool. A re-run re-verifies and rebuilds from the cache; nothing is downloaded twice.
+Reaches: 1,008 kept faces for the six actors (Drescher 150, Ferrera 176, Chenoweth 191,
+       Baldwin 163, Hader 161, Carell 167), exactly the cached files whose sha256 matches.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import http.client
+import math
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+import deepnn_io
+
+# ======================================================================================
+# Settings
+# ======================================================================================
+
+SCRIPT = "get_all_imgs.py"
+LIST_FILES = ("facescrub_actors.txt", "facescrub_actresses.txt")
+DEFAULT_ACTORS = ("Fran Drescher", "America Ferrera", "Kristin Chenoweth",
+                  "Alec Baldwin", "Bill Hader", "Steve Carell")  # the 2017 project's six
+DEFAULT_OUTPUTS = ((60, 60, "gray"), (227, 227, "rgb"))  # Part 7-9 net; AlexNet input (Part 10)
+MODES = ("gray", "rgb")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    actors: tuple = DEFAULT_ACTORS
+    outputs: tuple = DEFAULT_OUTPUTS       # ((H, W, mode), ...)
+    dest: Path = deepnn_io.DATA_DIR        # receives uncropped/ and the datasets
+    out: Path = deepnn_io.PROJECT_DIR      # receives images/ and results/
+    offline: bool = False                  # never download; use the caches alone
+    refetch_mismatched: bool = False       # re-download cached files whose sha256 differs
+    quick: bool = False
+    quick_rows: int = 12                   # rows per actor in --quick: enough for a contact sheet
+    seed: int = deepnn_io.DEFAULT_SEED
+    workers: int = min(2, os.cpu_count() or 1)  # decode processes: this machine has 2 cores
+    download_workers: int = 16             # threads: downloads wait on the network, not the CPU
+    timeout: float = 15.0                  # seconds per request; image hosts are often slow
+    retries: int = 2                       # retried only for network errors and 5xx, not 4xx
+    backoff: float = 0.5                   # seconds before the first retry, doubled each time
+    max_bytes: int = 20 << 20              # 20 MiB: the largest FaceScrub originals are ~10 MiB
+    max_pixels: int = 89_478_485           # Pillow's default bomb limit (~ 0.25 GiB of RGBA)
+    sheet_per_actor: int = 10              # crops per actor on the contact sheet
+
+
+# ======================================================================================
+# Reading the lists
+# ======================================================================================
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    image_id: int
+    face_id: int
+    url: str
+    bbox: tuple          # (x1, y1, x2, y2) on the raw pixels, x2/y2 exclusive
+    sha256: str
+
+    @property
+    def surname(self) -> str:
+        return self.name.split()[-1].lower()
+
+    @property
+    def filename(self) -> str:
+        """Cache name: ``<surname>_<face_id><ext>``; ext from the URL path, lower case, else .jpg."""
+        ext = os.path.splitext(urllib.parse.urlsplit(self.url).path)[1].lower()
+        if not re.fullmatch(r"\.[a-z0-9]{1,5}", ext):
+            ext = ".jpg"
+        return f"{self.surname}_{self.face_id}{ext}"
+
+
+_SHA_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_line(line: str) -> Row | None:
+    """One list line -> Row, or None when it is malformed (wrong field count, non-integer ids)."""
+    fields = line.rstrip("\r\n").split("\t")
+    if len(fields) != 6:
+        return None
+    name, image_id, face_id, url, bbox, sha = (f.strip() for f in fields)
+    try:
+        box = tuple(int(v) for v in bbox.split(","))
+        ids = int(image_id), int(face_id)
+    except ValueError:
+        return None
+    if not name or len(box) != 4 or not _SHA_RE.fullmatch(sha.lower()):
+        return None
+    return Row(name, ids[0], ids[1], url, box, sha.lower())
+
+
+def read_list(path: Path) -> tuple[list[Row], list[int]]:
+    """All rows of one list file, and the line numbers (1-based) of malformed lines."""
+    rows, bad = [], []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            row = parse_line(line)
+            if row is None:
+                bad.append(number)
+            else:
+                rows.append(row)
+    return rows, bad
+
+
+def find_list(name: str, dest: Path, offline: bool, timeout: float) -> Path:
+    """A list file from <dest>, data/ or $DEEPNN_DATA; else downloaded into <dest> (sha256-checked)."""
+    if (dest / name).exists():
+        return dest / name
+    found = deepnn_io.locate(name)
+    if found is not None:
+        return found
+    url, sha = deepnn_io.KNOWN_INPUTS[name]
+    problem = "--offline: not downloading."
+    if not offline:
+        try:
+            return deepnn_io.download_file(url, dest / name, sha256=sha, timeout=timeout)
+        except (OSError, ValueError, http.client.HTTPException) as err:
+            problem = f"Downloading {url} failed: {err}"
+    raise deepnn_io.MissingInputError(deepnn_io.missing_message(name, url, sha, problem))
+
+
+class UnknownActorError(ValueError):
+    """An actor asked for is in none of the lists."""
+
+
+def select_rows(rows: list[Row], actors) -> dict[str, list[Row]]:
+    """Rows of each asked actor, by face_id. Unknown names -> UnknownActorError listing the known."""
+    by_name: dict[str, list[Row]] = {}
+    for row in rows:
+        by_name.setdefault(row.name, []).append(row)
+    unknown = [a for a in actors if a not in by_name]
+    if unknown:
+        raise UnknownActorError(
+            f"unknown actor name(s): {', '.join(map(repr, unknown))}. Names in the lists: "
+            + ", ".join(sorted(by_name)))
+    return {a: sorted(by_name[a], key=lambda r: r.face_id) for a in actors}
+
+
+# ======================================================================================
+# Fetching originals: cache first, then a careful download
+# ======================================================================================
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow at most a few redirects, and only to http(s) (urllib would also follow ftp:)."""
+    max_redirections = 5
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, f"redirect to {scheme}: refused",
+                                         headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects())
+
+
+class DownloadError(Exception):
+    """A download that failed for good; the message is the reason shown in the summary."""
+
+
+def download(url: str, dest: Path, timeout: float, retries: int, backoff: float,
+             max_bytes: int) -> Path:
+    """GET ``url`` into ``dest`` atomically (no partial file on any failure). Raises DownloadError."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DownloadError(f"refused scheme {scheme or '(none)'}:")
+    reason = "?"
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        try:
+            with deepnn_io.atomic_path(dest) as tmp:
+                request = urllib.request.Request(url, headers={"User-Agent": "deepnn-coursework/1"})
+                with _OPENER.open(request, timeout=timeout) as response, open(tmp, "wb") as out:
+                    length = response.headers.get("Content-Length")
+                    if length and length.isdigit() and int(length) > max_bytes:
+                        raise DownloadError(f"larger than {max_bytes} bytes")
+                    size = 0
+                    while block := response.read(1 << 16):
+                        size += len(block)
+                        if size > max_bytes:
+                            raise DownloadError(f"larger than {max_bytes} bytes")
+                        out.write(block)
+            return dest
+        except urllib.error.HTTPError as err:
+            reason = f"HTTP {err.code}"
+            if 400 <= err.code < 500 or err.code in (301, 302, 303, 307, 308):
+                break  # the server's answer will not change
+        except DownloadError:
+            raise
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            # URLError (DNS, refused), socket timeouts, dropped connections mid-body
+            inner = getattr(err, "reason", err)
+            reason = "timeout" if "timed out" in str(inner) else type(inner).__name__
+    raise DownloadError(reason)
+
+
+def cache_dirs(dest: Path) -> list[Path]:
+    """Where originals are looked up, in order: <dest>/uncropped, data/uncropped, $DEEPNN_DATA/*/uncropped."""
+    dirs = [dest / "uncropped"]
+    for folder in deepnn_io.search_dirs():
+        if folder / "uncropped" not in dirs:
+            dirs.append(folder / "uncropped")
+    return dirs
+
+
+def fetch_all(rows: list[Row], config: Config, log=print) -> tuple[list, list, Counter]:
+    """Path of each row's original (or None) and its fetch verdict; plus download error reasons.
+
+    Verdicts: "cached", "downloaded", "failed", "missing" (offline and not cached).
+    """
+    dirs = cache_dirs(config.dest)
+    paths, verdicts = [None] * len(rows), [None] * len(rows)
+    to_get = []
+    for i, row in enumerate(rows):
+        for folder in dirs:
+            candidate = folder / row.filename
+            if candidate.is_file():
+                paths[i], verdicts[i] = candidate, "cached"
+                break
+        if paths[i] is not None and config.refetch_mismatched and not config.offline \
+                and deepnn_io.sha256_file(paths[i]) != row.sha256:
+            paths[i] = None
+        if paths[i] is None:
+            if config.offline:
+                verdicts[i] = "missing"
+            else:
+                to_get.append(i)
+    errors: Counter = Counter()
+    if to_get:
+        log(f"downloading {len(to_get)} originals into {config.dest / 'uncropped'} "
+            f"({config.download_workers} at once) ...")
+        target = config.dest / "uncropped"
+        with cf.ThreadPoolExecutor(config.download_workers) as pool:
+            futures = {pool.submit(download, rows[i].url, target / rows[i].filename,
+                                   config.timeout, config.retries, config.backoff,
+                                   config.max_bytes): i for i in to_get}
+            for future in cf.as_completed(futures):
+                i = futures[future]
+                try:
+                    paths[i], verdicts[i] = future.result(), "downloaded"
+                except DownloadError as err:
+                    verdicts[i] = "failed"
+                    errors[str(err)] += 1
+    return paths, verdicts, errors
+
+
+# ======================================================================================
+# Decoding and cropping (pure functions of one file; run in worker processes)
+# ======================================================================================
+
+def to_rgb(img):
+    """Any Pillow mode -> RGB. Transparency is laid on white; 16/32-bit gray is scaled to 8 bits."""
+    from PIL import Image
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(a.max()), 255.0)
+        a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def bbox_ok(bbox, width: int, height: int) -> bool:
+    """The bbox (x1, y1, x2, y2), x2/y2 exclusive, is non-empty and inside a width x height image."""
+    x1, y1, x2, y2 = bbox
+    return 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+
+
+def draft_scale(bbox, outputs) -> int:
+    """Largest JPEG DCT reduction (1, 2, 4, 8) that keeps the crop >= every output size."""
+    x1, y1, x2, y2 = bbox
+    need_w = max(w for _, w, _ in outputs)
+    need_h = max(h for h, _, _ in outputs)
+    for scale in (8, 4, 2, 1):
+        if (x2 - x1) / scale >= need_w and (y2 - y1) / scale >= need_h:
+            return scale
+    return 1
+
+
+def crop_faces(path, bbox, outputs, max_pixels: int) -> tuple[str, list | None]:
+    """Decode ``path`` once, crop ``bbox``, resize to each (H, W, mode) of ``outputs``.
+
+    Returns ("kept", [uint8 (H,W) or (H,W,3) per output]) or (reason, None) with reason in
+    "undecodable", "too large", "bad bbox". No EXIF rotation: the bbox is on the raw pixels.
+    """
+    from PIL import Image
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if not bbox_ok(bbox, width, height):
+                    return "bad bbox", None
+                box = tuple(float(v) for v in bbox)
+                if img.format == "JPEG":
+                    scale = draft_scale(bbox, outputs)
+                    if scale > 1:
+                        _, drafted = img.draft(img.mode, (math.ceil(width / scale),
+                                                          math.ceil(height / scale)))
+                        if drafted is not None:  # the exact factor Pillow chose
+                            f = width / drafted[2]
+                            box = tuple(v / f for v in box)
+                img.load()  # raises OSError on truncated data
+                # The integer region covering the (possibly fractional) box, then the box in it.
+                left, top = math.floor(box[0]), math.floor(box[1])
+                right = min(math.ceil(box[2]), img.size[0])
+                bottom = min(math.ceil(box[3]), img.size[1])
+                region = to_rgb(img.crop((left, top, right, bottom)))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return "too large", None
+    except Exception:  # noqa: BLE001 - any decoder failure is a counted reason, not a crash
+        return "undecodable", None
+    inner = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
+    gray = None
+    crops = []
+    for h, w, mode in outputs:
+        if mode == "gray":
+            gray = gray or region.convert("L")
+            source = gray
+        else:
+            source = region
+        if source.size == (w, h) and inner == (0.0, 0.0, float(w), float(h)):
+            out = source  # already the size: no resampling, pixel-exact
+        else:
+            out = source.resize((w, h), Image.LANCZOS, box=inner)
+        crops.append(np.asarray(out, dtype=np.uint8).copy())
+    return "kept", crops
+
+
+def _crop_task(args):
+    index, path, bbox, outputs, max_pixels = args
+    return index, *crop_faces(path, bbox, outputs, max_pixels)
+
+
+def verify_and_crop(rows, paths, config: Config, log=print):
+    """sha256 check, then decode+crop of the matching files. Returns (verdicts, crops by index)."""
+    verdicts: dict[int, str] = {}
+    tasks = []
+    for i, (row, path) in enumerate(zip(rows, paths)):
+        if path is None:
+            continue
+        if sha256_of(path) != row.sha256:
+            verdicts[i] = "sha256 mismatch"
+        else:
+            tasks.append((i, str(path), row.bbox, config.outputs, config.max_pixels))
+    crops: dict[int, list] = {}
+    if config.workers > 1 and len(tasks) > 32:
+        import multiprocessing
+        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        with cf.ProcessPoolExecutor(config.workers, mp_context=context) as pool:
+            results = list(pool.map(_crop_task, tasks, chunksize=8))
+    else:
+        from PIL import Image
+        saved = Image.MAX_IMAGE_PIXELS
+        try:
+            results = [_crop_task(t) for t in tasks]
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    for index, verdict, images in results:
+        verdicts[index] = verdict
+        if images is not None:
+            crops[index] = images
+    return verdicts, crops
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ======================================================================================
+# Datasets
+# ======================================================================================
+
+def parse_size(text) -> tuple[int, int]:
+    """'60' -> (60, 60); '60x48' -> (60, 48) as (H, W); also a tuple/list of two ints."""
+    if isinstance(text, (tuple, list)):
+        h, w = (int(v) for v in text)
+    else:
+        parts = re.split(r"[x,]", str(text).lower().strip())
+        if len(parts) == 1:
+            parts = parts * 2
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"size {text!r}: expected N or HxW, e.g. 60 or 227x227")
+        h, w = (int(p) for p in parts)
+    if not (1 <= h <= 4096 and 1 <= w <= 4096):
+        raise ValueError(f"size {text!r}: sides must be between 1 and 4096")
+    return h, w
+
+
+def dataset_name(size=(60, 60), mode: str = "gray") -> str:
+    h, w = parse_size(size)
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: expected one of {MODES}")
+    return f"faces_{h}x{w}_{mode}.npz"
+
+
+def dataset_path(size=(60, 60), mode: str = "gray", dest: Path | None = None) -> Path:
+    """Where a dataset is written: <dest>/faces_{H}x{W}_{mode}.npz (dest: the project's data/)."""
+    return Path(dest or deepnn_io.DATA_DIR) / dataset_name(size, mode)
+
+
+def build_command(size=(60, 60), mode: str = "gray") -> str:
+    h, w = parse_size(size)
+    extra = "" if ((h, w), mode) in (((60, 60), "gray"), ((227, 227), "rgb")) \
+        else f" --size {h}x{w} --mode {mode}"
+    return f"python get_all_imgs.py{extra}"
+
+
+def load_faces(size=(60, 60), mode: str = "gray") -> dict[str, np.ndarray]:
+    """The face dataset of ``size`` (H, W) and ``mode`` as a dict of arrays (see the docstring).
+
+    Found through data/ then $DEEPNN_DATA; MissingInputError says how to build it when absent.
+    """
+    name = dataset_name(size, mode)
+    path = deepnn_io.locate(name)
+    if path is None:
+        where = ", ".join(str(d) for d in deepnn_io.search_dirs())
+        raise deepnn_io.MissingInputError(
+            f"Face dataset '{name}' was not found (looked in: {where}). Build it with: "
+            f"{build_command(size, mode)}")
+    data = deepnn_io.load_npz(path)
+    missing = {"images", "labels", "actors", "face_ids", "sha256"} - set(data)
+    if missing:
+        raise deepnn_io.InputFormatError(f"{path}: missing arrays {sorted(missing)}; rebuild it "
+                                         f"with: {build_command(size, mode)}")
+    return data
+
+
+def write_datasets(rows, labels, crops, config: Config, dest: Path) -> list[Path]:
+    """One .npz per output, rows sorted by (label, face_id); returns the written paths."""
+    order = sorted(crops, key=lambda i: (labels[i], rows[i].face_id))
+    written = []
+    for k, (h, w, mode) in enumerate(config.outputs):
+        shape = (len(order), h, w) + ((3,) if mode == "rgb" else ())
+        images = np.zeros(shape, dtype=np.uint8)
+        for n, i in enumerate(order):
+            images[n] = crops[i][k]
+        written.append(deepnn_io.save_npz_atomic(
+            dataset_path((h, w), mode, dest),
+            images=images,
+            labels=np.array([labels[i] for i in order], dtype=np.int64),
+            actors=np.array(config.actors, dtype=str),
+            face_ids=np.array([rows[i].face_id for i in order], dtype=np.int64),
+            sha256=np.array([rows[i].sha256 for i in order], dtype=str)))
+    return written
+
+
+# ======================================================================================
+# Summary table and contact sheet
+# ======================================================================================
+
+COLUMNS = ("rows", "cached", "downloaded", "failed", "missing", "sha256 mismatch",
+           "undecodable", "too large", "bad bbox", "kept")
+
+
+def summary_table(counts: dict[str, Counter], actors) -> str:
+    """Fixed-width table: one line per actor plus a total line."""
+    head = f"{'actor':<20}" + "".join(f"{c:>10}" if len(c) < 10 else f"{c:>16}"
+                                      for c in COLUMNS)
+    lines = [head, "-" * len(head)]
+    total = Counter()
+    for actor in list(actors) + ["total"]:
+        c = counts[actor] if actor != "total" else total
+        lines.append(f"{actor:<20}" + "".join(
+            f"{c[col]:>10}" if len(col) < 10 else f"{c[col]:>16}" for col in COLUMNS))
+        if actor != "total":
+            total.update(c)
+    return "\n".join(lines)
+
+
+def contact_sheet(images, labels, actors, per_actor: int, rng, out_dir: Path, title: str) -> str:
+    """A grid: one row of ``per_actor`` randomly drawn kept crops per actor. Returns its path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(actors), per_actor, squeeze=False,
+                             figsize=(1.3 * per_actor, 1.45 * len(actors)))
+    for a, actor in enumerate(actors):
+        idx = np.flatnonzero(labels == a)
+        pick = np.sort(rng.choice(idx, size=min(per_actor, idx.size), replace=False)) \
+            if idx.size else []
+        for j in range(per_actor):
+            ax = axes[a, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(pick):
+                img = images[pick[j]]
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+            else:
+                ax.axis("off")
+            if j == 0:
+                ax.set_ylabel(f"{actor}\n({idx.size} kept)", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return deepnn_io.save_figure(fig, out_dir, "get_all_imgs_contact_sheet", dpi=90)
+
+
+# ======================================================================================
+# The pipeline
+# ======================================================================================
+
+def run(config: Config, log=print) -> dict:
+    """Lists -> fetch -> verify -> crop -> datasets, table, contact sheet, results. Returns metrics."""
+    clock = time.perf_counter()
+    timings = {}
+    config.dest.mkdir(parents=True, exist_ok=True)
+
+    all_rows, malformed = [], {}
+    for name in LIST_FILES:
+        path = find_list(name, config.dest, config.offline, config.timeout)
+        rows, bad = read_list(path)
+        all_rows += rows
+        if bad:
+            malformed[str(path)] = bad
+    for path, bad in malformed.items():
+        log(f"warning: {path}: {len(bad)} malformed line(s) skipped (line "
+            + ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "") + ")")
+    by_actor = select_rows(all_rows, config.actors)
+    if config.quick:
+        by_actor = {a: r[:config.quick_rows] for a, r in by_actor.items()}
+    rows = [r for a in config.actors for r in by_actor[a]]
+    labels = [config.actors.index(r.name) for r in rows]
+    timings["read_lists"] = time.perf_counter() - clock
+
+    t = time.perf_counter()
+    paths, fetched, download_errors = fetch_all(rows, config, log)
+    timings["fetch"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    verdicts, crops = verify_and_crop(rows, paths, config, log)
+    timings["verify_crop"] = time.perf_counter() - t
+
+    counts = {a: Counter() for a in config.actors}
+    for i, row in enumerate(rows):
+        c = counts[row.name]
+        c["rows"] += 1
+        c[fetched[i]] += 1
+        if i in verdicts:
+            c[verdicts[i]] += 1
+
+    t = time.perf_counter()
+    dataset_dir = config.dest / "quick" if config.quick else config.dest
+    written = write_datasets(rows, labels, crops, config, dataset_dir)
+    timings["write"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    rng = deepnn_io.make_rng(config.seed)
+    sheet_k = max(range(len(config.outputs)), key=lambda k: config.outputs[k][0])
+    sheet_data = deepnn_io.load_npz(written[sheet_k])
+    h, w, mode = config.outputs[sheet_k]
+    figure = contact_sheet(sheet_data["images"], sheet_data["labels"], config.actors,
+                           config.sheet_per_actor, rng, config.out,
+                           f"Kept FaceScrub crops ({h}x{w} {mode}), seed {config.seed}")
+    timings["contact_sheet"] = time.perf_counter() - t
+    seconds = time.perf_counter() - clock
+
+    log(summary_table(counts, config.actors))
+    if download_errors:
+        log("download failures: " + ", ".join(f"{k} x{v}" for k, v in download_errors.most_common()))
+    for path in written:
+        log(f"wrote {path} ({len(crops)} faces)")
+    log(f"contact sheet: {figure}; {seconds:.1f} s")
+
+    total = Counter()
+    for c in counts.values():
+        total.update(c)
+    metrics = {
+        "rows_total": total["rows"],
+        "kept_total": total["kept"],
+        **{f"kept_{a.split()[-1].lower()}": counts[a]["kept"] for a in config.actors},
+        "cached_total": total["cached"],
+        "downloaded_total": total["downloaded"],
+        "download_failed_total": total["failed"],
+        "missing_offline_total": total["missing"],
+        "sha256_mismatch_total": total["sha256 mismatch"],
+        "undecodable_total": total["undecodable"],
+        "too_large_total": total["too large"],
+        "bad_bbox_total": total["bad bbox"],
+        "malformed_lines_total": sum(len(b) for b in malformed.values()),
+        "seconds": round(seconds, 3),
+    }
+    settings = {k: (str(v) if isinstance(v, Path) else v)
+                for k, v in dataclasses.asdict(config).items()}
+    deepnn_io.write_results(
+        config.out, SCRIPT, "all", seed=config.seed, quick=config.quick, settings=settings,
+        metrics=metrics, figures=[figure], seconds=seconds,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        extra={"per_actor": {a: dict(counts[a]) for a in config.actors},
+               "download_errors": dict(download_errors),
+               "datasets": [str(p) for p in written]})
+    # DESIGN.md names this one results/get_all_imgs.json (the script has no parts).
+    src = Path(config.out) / "results" / "get_all_imgs_all.json"
+    os.replace(src, Path(config.out) / "results" / "get_all_imgs.json")
+    return metrics
+
+
+# ======================================================================================
+# Command line
+# ======================================================================================
+
+def parse_outputs(sizes, modes) -> tuple:
+    """Pair --size and --mode values: one mode for all sizes, or one per size."""
+    if not sizes and not modes:
+        return DEFAULT_OUTPUTS
+    flat = []
+    for s in sizes or ["60"]:
+        flat += [p for p in re.split(r"[\s;]+|,(?=\s*\d+x)", str(s)) if p]
+    mode_list = []
+    for m in modes or ["gray"]:
+        mode_list += [p for p in re.split(r"[\s,;]+", m) if p]
+    bad = [m for m in mode_list if m not in MODES]
+    if bad:
+        raise ValueError(f"mode(s) {bad}: expected gray or rgb")
+    if len(mode_list) == 1:
+        mode_list = mode_list * len(flat)
+    elif len(flat) == 1:
+        flat = flat * len(mode_list)
+    if len(mode_list) != len(flat):
+        raise ValueError(f"{len(flat)} sizes but {len(mode_list)} modes: give one mode, or one "
+                         "per size")
+    outputs = []
+    for s, m in zip(flat, mode_list):
+        out = (*parse_size(s), m)
+        if out not in outputs:
+            outputs.append(out)
+    return tuple(outputs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    deepnn_io.add_common_args(parser)
+    what = parser.add_argument_group("what to build")
+    what.add_argument("--actors", nargs="+", default=None,
+                      help="full names from the lists (default: the six of the 2017 project); "
+                           "one argument per name, or one comma-separated argument")
+    what.add_argument("--size", action="append", default=None,
+                      help="output size N or HxW; repeat or list for several (default 60 and 227)")
+    what.add_argument("--mode", action="append", default=None,
+                      help="gray or rgb: one for all sizes, or one per --size")
+    what.add_argument("--dest", type=Path, default=deepnn_io.DATA_DIR,
+                      help="folder for uncropped/ and the datasets (default: the project's data/)")
+    fetch = parser.add_argument_group("fetching")
+    fetch.add_argument("--offline", action="store_true", help="use the caches only, never download")
+    fetch.add_argument("--refetch-mismatched", action="store_true",
+                       help="re-download cached originals whose sha256 differs from the list")
+    fetch.add_argument("--timeout", type=float, default=Config.timeout, help="seconds per request")
+    fetch.add_argument("--retries", type=int, default=Config.retries, help="retries per download")
+    fetch.add_argument("--download-workers", type=int, default=Config.download_workers)
+    parser.add_argument("--workers", type=int, default=Config.workers,
+                        help="decode processes (default: min(2, CPUs))")
+    return parser
+
+
+def config_from_args(args) -> Config:
+    actors = DEFAULT_ACTORS
+    if args.actors:
+        joined = " ".join(args.actors)
+        actors = tuple(a.strip() for a in (joined.split(",") if "," in joined else args.actors)
+                       if a.strip())
+    if args.mode and not args.size:
+        raise ValueError("--mode needs --size")
+    return Config(actors=actors, outputs=parse_outputs(args.size, args.mode),
+                  dest=Path(args.dest), out=Path(args.out), offline=args.offline,
+                  refetch_mismatched=args.refetch_mismatched, quick=args.quick, seed=args.seed,
+                  workers=max(1, args.workers), download_workers=max(1, args.download_workers),
+                  timeout=args.timeout, retries=max(0, args.retries))
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as err:
+        deepnn_io.fail(str(err))
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items()))
+    try:
+        return run(config)
+    except UnknownActorError as err:
+        deepnn_io.fail(str(err))
+
+
+if __name__ == "__main__":
+    deepnn_io.run_cli(main)
