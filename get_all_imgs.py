@@ -196,6 +196,10 @@ def select_rows(rows: list[Row], actors) -> dict[str, list[Row]]:
 # Fetching originals: cache first, then a careful download
 # ======================================================================================
 
+class DownloadError(Exception):
+    """A download that failed for good; the message is the reason shown in the summary."""
+
+
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     """Follow at most a few redirects, and only to http(s) (urllib would also follow ftp:)."""
     max_redirections = 5
@@ -203,16 +207,11 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         scheme = urllib.parse.urlsplit(newurl).scheme.lower()
         if scheme not in ("http", "https"):
-            raise urllib.error.HTTPError(newurl, code, f"redirect to {scheme}: refused",
-                                         headers, fp)
+            raise DownloadError(f"redirect to {scheme or '(none)'}: refused")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 _OPENER = urllib.request.build_opener(_HttpOnlyRedirects())
-
-
-class DownloadError(Exception):
-    """A download that failed for good; the message is the reason shown in the summary."""
 
 
 def download(url: str, dest: Path, timeout: float, retries: int, backoff: float,
@@ -238,6 +237,8 @@ def download(url: str, dest: Path, timeout: float, retries: int, backoff: float,
                         if size > max_bytes:
                             raise DownloadError(f"larger than {max_bytes} bytes")
                         out.write(block)
+                    if length and length.isdigit() and size < int(length):
+                        raise http.client.IncompleteRead(b"", int(length) - size)
             return dest
         except urllib.error.HTTPError as err:
             reason = f"HTTP {err.code}"
@@ -320,7 +321,10 @@ def to_rgb(img):
     from PIL import Image
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") else max(float(a.max()), 255.0)
+        peak = float(a.max()) if a.size else 0.0
+        # 16-bit files (mode I;16, or I when Pillow widens them) span 0..65535; 8-bit data in a
+        # 32-bit mode spans 0..255; anything wider is scaled by its own maximum.
+        top = 65535.0 if img.mode.startswith("I;16") or 255 < peak <= 65535 else max(peak, 255.0)
         a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
         return Image.fromarray(a, "L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
@@ -554,30 +558,31 @@ def summary_table(counts: dict[str, Counter], actors) -> str:
 
 
 def contact_sheet(images, labels, actors, per_actor: int, rng, out_dir: Path, title: str) -> str:
-    """A grid: one row of ``per_actor`` randomly drawn kept crops per actor. Returns its path."""
+    """One row of ``per_actor`` randomly drawn kept crops per actor, as one mosaic. Returns its path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(actors), per_actor, squeeze=False,
-                             figsize=(1.3 * per_actor, 1.45 * len(actors)))
-    for a, actor in enumerate(actors):
+    h, w = images[0].shape[:2] if len(images) else (8, 8)
+    gap = max(2, w // 20)
+    mosaic = np.full((len(actors) * (h + gap), per_actor * (w + gap), 3), 255, dtype=np.uint8)
+    counts = []
+    for a in range(len(actors)):
         idx = np.flatnonzero(labels == a)
-        pick = np.sort(rng.choice(idx, size=min(per_actor, idx.size), replace=False)) \
-            if idx.size else []
-        for j in range(per_actor):
-            ax = axes[a, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j < len(pick):
-                img = images[pick[j]]
-                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
-            else:
-                ax.axis("off")
-            if j == 0:
-                ax.set_ylabel(f"{actor}\n({idx.size} kept)", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return deepnn_io.save_figure(fig, out_dir, "get_all_imgs_contact_sheet", dpi=90)
+        counts.append(idx.size)
+        pick = np.sort(rng.choice(idx, size=min(per_actor, idx.size), replace=False))
+        for j, i in enumerate(pick):
+            img = images[i] if images[i].ndim == 3 else np.repeat(images[i][..., None], 3, 2)
+            y, x = a * (h + gap), j * (w + gap)
+            mosaic[y:y + h, x:x + w] = img
+    fig, ax = plt.subplots(figsize=(1.3 * per_actor, 1.35 * len(actors) + 0.5))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_yticks([a * (h + gap) + h / 2 for a in range(len(actors))])
+    ax.set_yticklabels([f"{actor}\n({n} kept)" for actor, n in zip(actors, counts)], fontsize=9)
+    ax.set_xticks([j * (w + gap) + w / 2 for j in range(per_actor)])
+    ax.set_xticklabels([str(j + 1) for j in range(per_actor)], fontsize=7)
+    ax.set_xlabel("random sample of kept crops (left to right by face_id)")
+    ax.set_title(title, fontsize=10)
+    return deepnn_io.save_figure(fig, out_dir, "get_all_imgs_contact_sheet", dpi=100)
 
 
 # ======================================================================================
