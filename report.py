@@ -202,7 +202,7 @@ SECTIONS = (
             "number of hidden units chosen on validation, on a duplicate-aware split.",
             listings=(("faces.py", ("train_step", "make_train_step", "train_classifier", "train",
                                     "fit"), "the TensorFlow training step"),
-                      ("faces.py", ("build_model", "make_model", "build_network"),
+                      ("faces.py", ("TanhNet", "build_model", "make_model", "build_network"),
                        "the network"))),
     Section("faces_part8", "Part 8: weight decay where it is needed", "python faces.py part8",
             "A scenario that overfits without regularisation; the L2 strength chosen on "
@@ -302,6 +302,9 @@ def fmt_value(name: str, value) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if (isinstance(value, list) and 0 < len(value) <= 12
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        return ", ".join(fmt_value(name, v) for v in value)
     if isinstance(value, (list, dict)):
         text = json.dumps(value, separators=(", ", ": "))
         return text if len(text) <= 100 else text[:97] + "..."
@@ -484,7 +487,7 @@ def section_blocks(section: Section, record: dict | None, out_dir: Path) -> list
         blocks.append(("table", ["step", "time"],
                        [[f"`{k}`", fmt_value(k if "second" in k else k + "_seconds", v)]
                         for k, v in timings.items()]))
-    settings = record.get("settings") or {}
+    settings = flatten(record.get("settings") or {})
     if settings:
         blocks.append(("p", "**Settings**"))
         blocks.append(("table", ["setting", "value"],
@@ -496,6 +499,17 @@ def section_blocks(section: Section, record: dict | None, out_dir: Path) -> list
         blocks += extra_blocks(key, value)
     blocks += figure_blocks(section, record, out_dir)
     return blocks
+
+
+def flatten(settings: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 0.1}} -> {"train.lr": 0.1}, so that nested settings read as rows."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def extra_blocks(key: str, value) -> list[tuple]:
@@ -557,7 +571,7 @@ def listing_blocks(section: Section, source_dir: Path) -> list[tuple]:
 
 
 def function_source(path: Path, names) -> tuple[str, str] | None:
-    """Source of the first function (top level or in a class) named one of ``names``."""
+    """Source of the first function or class (at any depth) named one of ``names``."""
     try:
         source = path.read_text()
         tree = ast.parse(source)
@@ -565,7 +579,7 @@ def function_source(path: Path, names) -> tuple[str, str] | None:
         return None
     functions = {}
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             functions.setdefault(node.name, node)
     lines = source.splitlines()
     for name in names:
