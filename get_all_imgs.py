@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
+import errno
 import hashlib
 import http.client
 import io
@@ -53,6 +54,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -95,6 +97,8 @@ class Config:
     backoff: float = 0.5                   # seconds before the first retry, doubled each time
     max_bytes: int = 20 << 20              # 20 MiB: the largest FaceScrub originals are ~10 MiB
     max_pixels: int = 89_478_485           # Pillow's default bomb limit (~ 0.25 GiB of RGBA)
+    probe_after: int = 8                   # unreachable hosts, no answer yet: check the network
+    probe_host: str = "www.cs.toronto.edu"  # the course's host: resolves wherever there is DNS
     sheet_per_actor: int = 10              # crops per actor on the contact sheet
 
 
@@ -197,7 +201,14 @@ def select_rows(rows: list[Row], actors) -> dict[str, list[Row]]:
 # ======================================================================================
 
 class DownloadError(Exception):
-    """A download that failed for good; the message is the reason shown in the summary."""
+    """A download that failed for good; the message is the reason shown in the summary.
+
+    ``unreachable``: no server was reached at all (name not resolved, connection refused).
+    """
+
+    def __init__(self, reason: str, unreachable: bool = False):
+        super().__init__(reason)
+        self.unreachable = unreachable
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -252,14 +263,76 @@ def download(url: str, dest: Path, timeout: float, retries: int, backoff: float,
             if isinstance(inner, (TimeoutError, socket.timeout)) or "timed out" in str(inner):
                 reason = "timeout"
             elif isinstance(inner, socket.gaierror):
-                reason = "host not found"
-                break  # a name that does not resolve will not resolve in a second either
-            elif isinstance(inner, ConnectionRefusedError):
-                reason = "connection refused"
-                break
+                # a name that does not resolve will not resolve a second later either
+                raise DownloadError("host not found", unreachable=True) from None
+            elif isinstance(inner, (ConnectionRefusedError, OSError)) and getattr(
+                    inner, "errno", None) in (errno.ECONNREFUSED, errno.ENETUNREACH,
+                                              errno.EHOSTUNREACH):
+                raise DownloadError("host unreachable", unreachable=True) from None
             else:
                 reason = type(inner).__name__
     raise DownloadError(reason)
+
+
+class Downloader:
+    """``download`` for many rows at once, with two shortcuts that keep a run without network fast.
+
+    * A host that did not resolve (or refused) is not asked again in this run.
+    * When the first ``probe_after`` attempts all failed that way and none got any HTTP answer,
+      the course's host is looked up once; if it does not resolve either, the machine has no
+      network and the remaining downloads are skipped (counted as failed, with that reason).
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.lock = threading.Lock()
+        self.dead_hosts: set[str] = set()
+        self.answers = 0          # downloads that reached a server (any HTTP status)
+        self.unreachable = 0      # downloads that never reached one
+        self.offline_reason = ""  # set once the network is known to be down
+
+    def get(self, url: str, dest: Path) -> Path:
+        host = (urllib.parse.urlsplit(url).hostname or "").lower()
+        with self.lock:
+            if self.offline_reason:
+                raise DownloadError(self.offline_reason)
+            if host in self.dead_hosts:
+                raise DownloadError("host not found")
+        c = self.config
+        try:
+            path = download(url, dest, c.timeout, c.retries, c.backoff, c.max_bytes)
+        except DownloadError as err:
+            if err.unreachable:
+                self._note_unreachable(host)
+            elif err.args[0].startswith(("HTTP", "larger", "redirect", "IncompleteRead")):
+                with self.lock:
+                    self.answers += 1
+            raise
+        with self.lock:
+            self.answers += 1
+        return path
+
+    def _note_unreachable(self, host: str) -> None:
+        with self.lock:
+            self.dead_hosts.add(host)
+            self.unreachable += 1
+            probe = (self.answers == 0 and self.unreachable == self.config.probe_after
+                     and not self.offline_reason)
+        if probe and not resolves(self.config.probe_host):
+            with self.lock:
+                self.offline_reason = (f"skipped: no network ({self.config.probe_host} does not "
+                                       "resolve)")
+
+
+def resolves(host: str, timeout: float = 5.0) -> bool:
+    """Whether ``host`` resolves within ``timeout`` seconds (getaddrinfo has no timeout itself)."""
+    with cf.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(socket.getaddrinfo, host, 80)
+        try:
+            future.result(timeout=timeout)
+            return True
+        except Exception:  # noqa: BLE001 - gaierror, timeout: either way, not reachable
+            return False
 
 
 def cache_dirs(dest: Path) -> list[Path]:
@@ -298,10 +371,11 @@ def fetch_all(rows: list[Row], config: Config, log=print) -> tuple[list, list, C
         log(f"downloading {len(to_get)} originals into {config.dest / 'uncropped'} "
             f"({config.download_workers} at once) ...")
         target = config.dest / "uncropped"
-        with cf.ThreadPoolExecutor(config.download_workers) as pool:
-            futures = {pool.submit(download, rows[i].url, target / rows[i].filename,
-                                   config.timeout, config.retries, config.backoff,
-                                   config.max_bytes): i for i in to_get}
+        downloader = Downloader(config)
+        pool = cf.ThreadPoolExecutor(config.download_workers)
+        try:
+            futures = {pool.submit(downloader.get, rows[i].url, target / rows[i].filename): i
+                       for i in to_get}
             for future in cf.as_completed(futures):
                 i = futures[future]
                 try:
@@ -309,6 +383,12 @@ def fetch_all(rows: list[Row], config: Config, log=print) -> tuple[list, list, C
                 except DownloadError as err:
                     verdicts[i] = "failed"
                     errors[str(err)] += 1
+        except BaseException:
+            # Ctrl-C or a bug: drop the queued downloads; the running ones end atomically,
+            # so the cache holds only whole files and the next run resumes from it.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
     return paths, verdicts, errors
 
 

@@ -438,3 +438,64 @@ def test_real_cache_keeps_exactly_the_matching_files(real_data, tmp_path):
         assert list(gray["face_ids"][gray["labels"] == a]) == sorted(want[actor])
     # a face is not a flat patch: crops have real contrast
     assert gray["images"].reshape(1008, -1).std(axis=1).min() > 3
+
+
+# ======================================================================================
+# Interruptions and a machine without network
+# ======================================================================================
+
+def test_interrupted_run_leaves_whole_files_and_resumes(scenario, monkeypatch):
+    site, dest, out, _ = scenario
+    real_download = gai.download
+
+    def interrupted(url, path, *args):
+        if url.endswith("/big.jpg"):  # Ctrl-C while this file is half written
+            with deepnn_io.atomic_path(path) as tmp:
+                Path(tmp).write_bytes(b"half a jpeg")
+                raise KeyboardInterrupt
+        return real_download(url, path, *args)
+
+    monkeypatch.setattr(gai, "download", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(dest, out, "--download-workers", "1")
+    names = [p.name for p in (dest / "uncropped").iterdir()]
+    assert "alpha_2.jpg" not in names and not [n for n in names if n.startswith(".")]
+    done_before = len(names)
+    monkeypatch.setattr(gai, "download", real_download)
+    m = run_scenario(dest, out)
+    assert m["cached_total"] == done_before and m["kept_total"] == 7
+    assert m["downloaded_total"] == 13 - done_before
+
+
+def test_no_network_skips_the_rest_quickly(monkeypatch, tmp_path):
+    calls = []
+
+    def no_dns(url, *args):
+        calls.append(url)
+        raise gai.DownloadError("host not found", unreachable=True)
+
+    monkeypatch.setattr(gai, "download", no_dns)
+    monkeypatch.setattr(gai, "resolves", lambda host, timeout=5.0: False)
+    config = gai.Config(dest=tmp_path, download_workers=1, probe_after=3)
+    rows = [gai.Row("A B", i, i, f"http://host{i}.example/x.jpg", (0, 0, 1, 1), "0" * 64)
+            for i in range(20)]
+    paths, verdicts, errors = gai.fetch_all(rows, config, log=lambda *a: None)
+    assert verdicts == ["failed"] * 20 and paths == [None] * 20
+    assert len(calls) == 3 and errors["host not found"] == 3
+    assert sum(v for k, v in errors.items() if k.startswith("skipped: no network")) == 17
+
+
+def test_dead_host_is_asked_once(monkeypatch, tmp_path):
+    calls = []
+
+    def no_dns(url, *args):
+        calls.append(url)
+        raise gai.DownloadError("host not found", unreachable=True)
+
+    monkeypatch.setattr(gai, "download", no_dns)
+    monkeypatch.setattr(gai, "resolves", lambda host, timeout=5.0: True)  # network is fine
+    config = gai.Config(dest=tmp_path, download_workers=1, probe_after=3)
+    rows = [gai.Row("A B", i, i, f"http://host{i % 2}.example/{i}.jpg", (0, 0, 1, 1), "0" * 64)
+            for i in range(10)]
+    _, verdicts, errors = gai.fetch_all(rows, config, log=lambda *a: None)
+    assert len(calls) == 2 and errors == {"host not found": 10}
