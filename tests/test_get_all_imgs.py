@@ -300,6 +300,8 @@ def test_parse_line_and_filename():
         "b_1.jpg"
     assert gai.parse_line(line("A B", 1, "http://h/x.png", (1, 2, 3, 4), "ab" * 32)).filename == \
         "b_1.png"
+    evil = gai.parse_line(line("A ../../etc", 3, "http://h/x.png", (1, 2, 3, 4), "ab" * 32))
+    assert "/" not in evil.filename and evil.filename.endswith("_3.png")
     assert gai.parse_line("A B\t1\t2\thttp://h/x\t1,2,3,4\tnothex") is None
     assert gai.parse_line("A B\t1\t2\thttp://h/x\t1,2,3,4") is None
 
