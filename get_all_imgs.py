@@ -510,6 +510,17 @@ def check_and_crop(task) -> tuple[int, str, list | None]:
     return (index, *crop_faces(data, bbox, outputs, max_pixels))
 
 
+def progress(iterable, total: int, desc: str):
+    """A tqdm bar on an interactive terminal; the plain iterable otherwise (logs, tests)."""
+    if not sys.stderr.isatty():
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, unit="file", leave=False)
+
+
 def verify_and_crop(rows, paths, config: Config):
     """sha256 check, then decode+crop of the matching files. Returns (verdicts, crops by index).
 
@@ -521,7 +532,8 @@ def verify_and_crop(rows, paths, config: Config):
         import multiprocessing
         context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         with cf.ProcessPoolExecutor(config.workers, mp_context=context) as pool:
-            results = list(pool.map(check_and_crop, tasks, chunksize=8))
+            results = list(progress(pool.map(check_and_crop, tasks, chunksize=8), len(tasks),
+                                    "verify + crop"))
     else:
         from PIL import Image
         saved = Image.MAX_IMAGE_PIXELS
@@ -543,7 +555,7 @@ def parse_size(text) -> tuple[int, int]:
     if isinstance(text, (tuple, list)):
         h, w = (int(v) for v in text)
     else:
-        parts = re.split(r"[x,]", str(text).lower().strip())
+        parts = str(text).lower().strip().split("x")
         if len(parts) == 1:
             parts = parts * 2
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
@@ -785,7 +797,7 @@ def parse_outputs(sizes, modes) -> tuple:
         return DEFAULT_OUTPUTS
     flat = []
     for s in sizes or ["60"]:
-        flat += [p for p in re.split(r"[\s;]+|,(?=\s*\d+x)", str(s)) if p]
+        flat += [p for p in re.split(r"[\s,;]+", str(s)) if p]
     mode_list = []
     for m in modes or ["gray"]:
         mode_list += [p for p in re.split(r"[\s,;]+", m) if p]
@@ -818,7 +830,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--size", action="append", default=None,
                       help="output size N or HxW; repeat or list for several (default 60 and 227)")
     what.add_argument("--mode", action="append", default=None,
-                      help="gray or rgb: one for all sizes, or one per --size")
+                      help="gray or rgb: one for all sizes, or one per --size (default gray "
+                           "when --size is given)")
     what.add_argument("--dest", type=Path, default=deepnn_io.DATA_DIR,
                       help="folder for uncropped/ and the datasets (default: the project's data/)")
     fetch = parser.add_argument_group("fetching")

@@ -318,6 +318,7 @@ def test_parse_outputs_pairs_sizes_and_modes():
     assert gai.parse_outputs(["32", "224"], ["gray", "rgb"]) == ((32, 32, "gray"),
                                                                  (224, 224, "rgb"))
     assert gai.parse_outputs(["32 64"], ["rgb"]) == ((32, 32, "rgb"), (64, 64, "rgb"))
+    assert gai.parse_outputs(["32,64x48"], ["gray,rgb"]) == ((32, 32, "gray"), (64, 48, "rgb"))
     with pytest.raises(ValueError):
         gai.parse_outputs(["32", "64", "96"], ["gray", "rgb"])
     with pytest.raises(ValueError):
