@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import json
 import re
 import shutil
@@ -156,71 +157,61 @@ SECTIONS = (
     Section("digits_part2", "Part 2: the 784-10 softmax network", "python digits.py part2",
             "o_i = sum_j w_ji x_j + b_i followed by a softmax, vectorised over a batch (rows are "
             "examples).",
-            listings=(("digits.py", ("softmax", "softmax_forward", "forward_softmax",
-                                     "softmax_network", "forward"), "softmax"),
-                      ("digits.py", ("softmax_net_forward", "softmax_network_forward",
-                                     "linear_forward", "forward_linear", "network_forward",
-                                     "forward"), "the 784-10 network's forward pass"))),
+            listings=(("digits.py", ("softmax",), "the softmax"),
+                      ("digits.py", ("softmax_forward",), "the 784-10 network's forward pass"))),
     Section("digits_part3", "Part 3: the gradient, checked by finite differences",
             "python digits.py part3",
             "The gradient of the summed negative log-probability, vectorised, checked by central "
             "differences in float64 for the softmax network and the 784-300-10 tanh network at "
             "the weights of snapshot50.pkl.",
-            listings=(("digits.py", ("softmax_net_backward", "softmax_network_backward",
-                                     "softmax_backward", "linear_backward", "backward_linear",
-                                     "softmax_gradient", "gradient", "backward"),
+            listings=(("digits.py", ("softmax_backward",),
                        "the gradient of the cost of the 784-10 network"),
-                      ("digits.py", ("finite_difference_check", "check_gradient", "gradient_check",
-                                     "finite_differences", "numeric_gradient"),
-                       "the finite-difference check"))),
+                      ("digits.py", ("gradient_check",), "the finite-difference check"),
+                      ("digits.py", ("tanh_backward",), "the tanh network's gradient"))),
     Section("digits_part4", "Part 4: training by mini-batch gradient descent",
             "python digits.py part4",
             "The softmax network trained on the 60,000 training images (a validation set held "
             "out), with learning curves and the weights of each output as images; then the "
             "784-300-10 tanh network from snapshot50.pkl.",
-            listings=(("digits.py", ("tanh_forward", "tanh_net_forward", "tanh_network_forward",
-                                     "forward_tanh"), "the tanh network's forward pass"),
-                      ("digits.py", ("tanh_backward", "tanh_net_backward",
-                                     "tanh_network_backward", "backward_tanh"),
-                       "the tanh network's gradient"),
-                      ("digits.py", ("train", "train_minibatch", "sgd", "train_network",
-                                     "minibatch_sgd"), "mini-batch training"))),
+            listings=(("digits.py", ("tanh_forward",), "the tanh network's forward pass"),
+                      ("digits.py", ("train_network",), "mini-batch training"))),
     Section("digits_part5", "Part 5: multinomial logistic vs linear regression",
             "python digits.py part5",
             "Why logistic regression beats linear regression with a quadratic cost when some "
             "outputs are far from their targets: noisy MNIST and a two-dimensional set with "
-            "outliers, swept over the corruption strength and several seeds."),
+            "outliers, swept over the corruption strength and several seeds.",
+            listings=(("digits.py", ("fit_linear_quadratic",), "linear regression, quadratic cost"),
+                      ("digits.py", ("fit_logistic",), "multinomial logistic regression"))),
     Section("digits_part6", "Part 6: backpropagation against one gradient at a time",
             "python digits.py part6",
             "The cost of backpropagation against computing each weight's gradient separately for "
-            "N layers of K units: predicted and measured speedups."),
+            "N layers of K units: predicted and measured speedups.",
+            listings=(("digits.py", ("deep_backprop",), "backpropagation through N layers"),
+                      ("digits.py", ("deep_per_weight",), "one weight's gradient at a time"))),
     Section("get_all_imgs", "Building the face datasets (before Part 7)", "python get_all_imgs.py",
             "FaceScrub lists -> originals (download or cache) -> sha256 check -> crop -> resize "
             "-> data/faces_60x60_gray.npz and data/faces_227x227_rgb.npz."),
     Section("faces_part7", "Part 7: a tanh network on 60x60 faces", "python faces.py part7",
             "One tanh hidden layer in TensorFlow on 60x60 grayscale faces of six actors, the "
             "number of hidden units chosen on validation, on a duplicate-aware split.",
-            listings=(("faces.py", ("train_step", "make_train_step", "train_classifier", "train",
-                                    "fit"), "the TensorFlow training step"),
-                      ("faces.py", ("TanhNet", "build_model", "make_model", "build_network"),
-                       "the network"))),
+            listings=(("faces.py", ("TanhNet",), "the network"),
+                      ("faces.py", ("train_classifier",),
+                       "the TensorFlow training (its tf.function train_step)"))),
     Section("faces_part8", "Part 8: weight decay where it is needed", "python faces.py part8",
             "A scenario that overfits without regularisation; the L2 strength chosen on "
             "validation and its gain on the test set over several seeds."),
     Section("faces_part9", "Part 9: hidden units useful for two actors", "python faces.py part9",
             "The incoming weights of the hidden units most useful for two actors, as images, "
-            "beside each actor's mean face."),
+            "beside each actor's mean face.",
+            listings=(("faces.py", ("unit_usefulness",), "how useful a hidden unit is"),)),
     Section("deepfaces_part10", "Part 10: pretrained activations as face features",
             "python deepfaces.py part10",
             "Activations of a pretrained network (AlexNet conv4, or ImageNet MobileNet) as "
             "features for a small fully connected classifier on Part 7's split.",
-            listings=(("myalexnet.py", ("forward", "build_alexnet", "alexnet", "build"),
-                       "the AlexNet builder (walks the layer table)"),
+            listings=(("myalexnet.py", ("forward",), "the AlexNet builder (walks the layer table)"),
                       ("myalexnet.py", ("grouped_conv",), "AlexNet's grouped convolution"),
-                      ("myalexnet.py", ("preprocess", "preprocess_images", "to_alexnet_input"),
-                       "AlexNet's input preprocessing"),
-                      ("deepfaces.py", ("extract_features", "features", "extract"),
-                       "feature extraction"))),
+                      ("myalexnet.py", ("preprocess",), "AlexNet's input preprocessing"),
+                      ("deepfaces.py", ("extract_features",), "feature extraction"))),
     Section("deepfaces_part11", "Part 11: what the hidden units look at",
             "python deepfaces.py part11",
             "A visualisation of the hidden units trained on top of the pretrained features."),
@@ -256,7 +247,11 @@ MAX_TABLE_ROWS = 40  # longer tables are cut in the report (the JSON keeps them 
 # ======================================================================================
 
 def load_results(out_dir: Path) -> dict[str, dict]:
-    """Every readable results/*.json keyed by its file stem; unreadable ones keyed with an error."""
+    """Every readable results/*.json keyed by its file stem; unreadable ones keyed with an error.
+
+    A results file may name CSV tables beside it (any string value ``results/<name>.csv``, e.g.
+    digits.py's finite-difference table); those are read into ``record["_tables"]``.
+    """
     found = {}
     for path in sorted((out_dir / "results").glob("*.json")):
         try:
@@ -266,8 +261,43 @@ def load_results(out_dir: Path) -> dict[str, dict]:
         except (OSError, ValueError) as err:
             record = {"_error": f"{path.name} could not be read: {err}"}
         record["_file"] = f"results/{path.name}"
+        record["_tables"] = {name: rows for name in sorted(set(csv_names(record)))
+                             if (rows := read_csv_table(out_dir / name)) is not None}
         found[path.stem] = record
     return found
+
+
+def csv_names(value):
+    """Every string ``results/....csv`` inside a JSON value."""
+    if isinstance(value, str):
+        if re.fullmatch(r"results/[\w.-]+\.csv", value):
+            yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from csv_names(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from csv_names(item)
+
+
+def read_csv_table(path: Path) -> list[dict] | None:
+    """A CSV file as a list of dicts, numbers parsed; None when it is missing or unreadable."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+
+    def parse(text):
+        try:
+            return int(text)
+        except (TypeError, ValueError):
+            pass
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return text
+    return [{k: parse(v) for k, v in row.items()} for row in rows]
 
 
 def find_record(results: dict[str, dict], key: str) -> dict | None:
@@ -305,6 +335,8 @@ def fmt_value(name: str, value) -> str:
     if (isinstance(value, list) and 0 < len(value) <= 12
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         return ", ".join(fmt_value(name, v) for v in value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
     if isinstance(value, (list, dict)):
         text = json.dumps(value, separators=(", ", ": "))
         return text if len(text) <= 100 else text[:97] + "..."
@@ -491,14 +523,23 @@ def section_blocks(section: Section, record: dict | None, out_dir: Path) -> list
     if settings:
         blocks.append(("p", "**Settings**"))
         blocks.append(("table", ["setting", "value"],
-                       [[f"`{k}`", fmt_value(k, v) if not isinstance(v, (int, float))
-                         or isinstance(v, bool) else f"{v:g}"] for k, v in settings.items()]))
+                       [[f"`{k}`", fmt_setting(k, v)] for k, v in settings.items()]))
     for key, value in record.items():
         if key in STANDARD_KEYS or key.startswith("_") or value in ([], {}, None, ""):
             continue
         blocks += extra_blocks(key, value)
+    for name, rows in record.get("_tables", {}).items():
+        if rows:
+            blocks += [("p", f"**Table `{name}`**"), dict_table(rows)]
     blocks += figure_blocks(section, record, out_dir)
     return blocks
+
+
+def fmt_setting(name: str, value) -> str:
+    """Settings as typed: integers whole, floats short, the rest as for metrics."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return fmt_value(name, value)
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def flatten(settings: dict, prefix: str = "") -> dict:
@@ -517,6 +558,8 @@ def extra_blocks(key: str, value) -> list[tuple]:
     title = ("p", f"**{key.replace('_', ' ').capitalize()}**")
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         return [title, dict_table(value)]
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        return [title, dict_table([{"": k, **v} for k, v in value.items()])]
     if isinstance(value, dict):
         tables = {k: v for k, v in value.items()
                   if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)}
@@ -715,7 +758,7 @@ def to_latex(blocks: list[tuple]) -> str:
            r"\usepackage[utf8]{inputenc}", r"\usepackage[T1]{fontenc}",
            r"\usepackage[margin=2cm]{geometry}", r"\usepackage{graphicx}",
            r"\usepackage{longtable}", r"\usepackage{array}", r"\usepackage{booktabs}",
-           r"\usepackage{listings}", r"\usepackage{xcolor}",
+           r"\usepackage{listings}", r"\usepackage{xcolor}", r"\usepackage{caption}",
            r"\lstset{language=Python, basicstyle=\ttfamily\scriptsize, breaklines=true, "
            r"frame=single, columns=fullflexible, showstringspaces=false}",
            r"\setlength{\parindent}{0pt}", r"\setlength{\parskip}{4pt}"]

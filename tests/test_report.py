@@ -65,6 +65,12 @@ def results_dir(tmp_path):
                  "numeric": 0.51235, "rel_error": 1e-9},
                 {"network": "tanh", "param": "b0", "coordinate": "(7,)", "analytic": 0.0,
                  "numeric": 0.0, "rel_error": 0.0}]
+            extra["gradcheck_table"] = "results/digits_part3_gradcheck.csv"
+            (tmp_path / "results").mkdir(exist_ok=True)
+            (tmp_path / "results" / "digits_part3_gradcheck.csv").write_text(
+                "network,array,index,analytic,numeric,rel_error\n"
+                "softmax,W,3/4,0.25,0.25,1e-12\n"
+                "tanh,W0,100/7,0.0031415,0.0031416,2e-9\n")
         if section.key == "faces_part7":
             extra["hidden_sweep"] = [
                 {"hidden_units": 300, "train_accuracy": 1.0, "validation_accuracy": 0.8765,
@@ -108,6 +114,8 @@ def test_reference_numbers_sit_beside_ours(results_dir):
     part3 = section_text(markdown, "Part 3: the gradient, checked by finite differences")
     assert "0.98419 / 0.98434" in part3 and "0.000477 / 0.000534" in part3
     assert "0.51234 / 0.51235" in part3              # our W1 row found in the results' table
+    assert "0.0031415 / 0.0031416" in part3          # our W0 row, from the CSV it names
+    assert "**Table `results/digits_part3_gradcheck.csv`**" in part3 and "| 100/7 |" in part3
     part7 = section_text(markdown, "Part 7: a tanh network on 60x60 faces")
     for number in ("92.2%", "82.2%", "85.0%", "83.9%", "83.3%", "100.0%"):
         assert number in part7
