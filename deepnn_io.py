@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
-import io
+import http.client
 import json
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import tempfile
@@ -145,6 +147,10 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(dest: Path | str):
     """Yield a temporary path beside ``dest``; on success rename it onto ``dest``.
@@ -155,6 +161,7 @@ def atomic_path(dest: Path | str):
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; caches and results are shared files
     try:
         yield Path(tmp)
         os.replace(tmp, dest)
@@ -174,14 +181,17 @@ def atomic_write_text(dest: Path | str, text: str) -> Path:
     return atomic_write_bytes(dest, text.encode("utf-8"))
 
 
-def save_npz_atomic(dest: Path | str, **arrays) -> Path:
-    """np.savez_compressed to ``dest`` atomically. Arrays only (no object dtype)."""
+def save_npz_atomic(dest: Path | str, compress: bool = True, **arrays) -> Path:
+    """np.savez(_compressed) to ``dest`` atomically. Arrays only (no object dtype).
+
+    ``compress=False`` for data that barely compresses (photos), where zlib only costs time.
+    """
     for key, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise ValueError(f"{dest}: array '{key}' has dtype object; caches hold no pickles")
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
     return Path(dest)
 
 
@@ -195,52 +205,94 @@ def load_npz(path: Path | str) -> dict[str, np.ndarray]:
                                "the script that makes it.") from err
 
 
+class DownloadError(OSError):
+    """A download that failed for good; ``str(err)`` is the reason a summary shows.
+
+    ``unreachable``: no server answered at all (name not resolved, connection refused), so
+    trying the same host again in this run is pointless.
+    """
+
+    def __init__(self, reason: str, unreachable: bool = False):
+        super().__init__(reason)
+        self.unreachable = unreachable
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow at most a few redirects, and only to http(s) (urllib would also follow ftp:)."""
+    max_redirections = 5
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise DownloadError(f"redirect to {scheme or '(none)'}: refused")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects())
+
+
 def download_file(url: str, dest: Path | str, sha256: str | None = None, timeout: float = 30.0,
                   max_bytes: int = 512 << 20, retries: int = 2, backoff: float = 0.5) -> Path:
-    """Download ``url`` to ``dest`` atomically, checking the sha256 when one is given.
+    """GET ``url`` into ``dest`` atomically, checking the sha256 when one is given.
 
-    Only http(s). Every request has ``timeout``; failures other than 4xx are retried with
-    exponential backoff. A body larger than ``max_bytes`` is refused. Raises ValueError for a
-    refused scheme, size or hash, OSError (urllib's errors) for network failures.
+    Only http(s), also for redirects. Every request has ``timeout``; timeouts, dropped
+    connections and 5xx answers are retried with exponential backoff, a 4xx or an unknown host
+    is not. A body over ``max_bytes`` or shorter than its Content-Length is refused. On any
+    failure no file is left behind and :class:`DownloadError` (an OSError) says why.
     """
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
-        raise ValueError(f"refusing to download {url!r}: only http and https are allowed")
+        raise DownloadError(f"refused scheme {scheme or '(none)'}:")  # only http(s)
     dest = Path(dest)
-    last_error: Exception | None = None
+    reason = "?"
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
         try:
             with atomic_path(dest) as tmp:
                 digest = hashlib.sha256()
-                size = 0
                 request = urllib.request.Request(url, headers={"User-Agent": "deepnn-coursework/1"})
-                with urllib.request.urlopen(request, timeout=timeout) as response, \
-                        open(tmp, "wb") as out:
-                    while True:
-                        block = response.read(1 << 16)
-                        if not block:
-                            break
+                with _OPENER.open(request, timeout=timeout) as response, open(tmp, "wb") as out:
+                    length = response.headers.get("Content-Length")
+                    length = int(length) if length and length.isdigit() else None
+                    if length is not None and length > max_bytes:
+                        raise DownloadError(f"larger than {max_bytes} bytes")
+                    size = 0
+                    while block := response.read(1 << 16):
                         size += len(block)
                         if size > max_bytes:
-                            raise ValueError(f"{url}: larger than the cap of {max_bytes} bytes")
+                            raise DownloadError(f"larger than {max_bytes} bytes")
                         digest.update(block)
                         out.write(block)
+                    if length is not None and size < length:
+                        raise http.client.IncompleteRead(b"", length - size)
                 if sha256 and digest.hexdigest() != sha256:
-                    raise ValueError(f"{url}: sha256 {digest.hexdigest()} does not match the "
-                                     f"expected {sha256}")
+                    raise DownloadError(f"sha256 {digest.hexdigest()} does not match the "
+                                        f"expected {sha256}")
             return dest
         except urllib.error.HTTPError as err:
-            last_error = err
-            if 400 <= err.code < 500:
-                break
-        except ValueError:
+            reason = f"HTTP {err.code}"
+            if 300 <= err.code < 500:
+                break  # the server's answer will not change
+        except DownloadError:
             raise
-        except OSError as err:  # URLError, timeouts, connection resets
-            last_error = err
-    assert last_error is not None
-    raise last_error
+        except (OSError, http.client.HTTPException) as err:
+            # URLError (DNS, refused), socket timeouts, connections dropped mid-body
+            inner = getattr(err, "reason", err)
+            if isinstance(inner, (TimeoutError, socket.timeout)) or "timed out" in str(inner):
+                reason = "timeout"
+            elif isinstance(inner, socket.gaierror):
+                # a name that does not resolve will not resolve a second later either
+                raise DownloadError("host not found", unreachable=True) from None
+            elif getattr(inner, "errno", None) in (errno.ECONNREFUSED, errno.ENETUNREACH,
+                                                   errno.EHOSTUNREACH):
+                raise DownloadError("host unreachable", unreachable=True) from None
+            else:
+                reason = type(inner).__name__
+    raise DownloadError(reason)
 
 
 # ======================================================================================
@@ -378,15 +430,19 @@ def _jsonable(value):
     return value
 
 
-def write_results(out_dir: Path | str, script: str, part: str, *, seed: int, quick: bool,
+def write_results(out_dir: Path | str, script: str, part: str | None, *, seed: int, quick: bool,
                   settings: dict, metrics: dict, figures: list[str], seconds: float,
                   extra: dict | None = None, timings: dict | None = None) -> Path:
-    """Write <out>/results/<script>_<part>.json (see DESIGN.md) atomically; return its path."""
+    """Write <out>/results/<script>_<part>.json (see DESIGN.md) atomically; return its path.
+
+    ``part=None`` for a script without parts: the file is then results/<script>.json.
+    """
     stem = Path(script).stem
     if Path(sys.argv[0]).name == f"{stem}.py":  # run from the command line: record it verbatim
         command = " ".join(["python", f"{stem}.py"] + sys.argv[1:])
     else:  # called from a test or another script: the equivalent command
-        command = f"python {stem}.py {part} --seed {seed}" + (" --quick" if quick else "")
+        command = " ".join(["python", f"{stem}.py"] + ([part] if part else [])
+                           + ["--seed", str(seed)] + (["--quick"] if quick else []))
     record = {
         "script": f"{stem}.py",
         "part": part,
@@ -401,13 +457,14 @@ def write_results(out_dir: Path | str, script: str, part: str, *, seed: int, qui
     }
     if extra:
         record.update(extra)
-    path = Path(out_dir) / "results" / f"{stem}_{part}.json"
+    path = Path(out_dir) / "results" / (f"{stem}_{part}.json" if part else f"{stem}.json")
     atomic_write_text(path, json.dumps(_jsonable(record), indent=2, sort_keys=False) + "\n")
     return path
 
 
-def read_results(out_dir: Path | str, script: str, part: str) -> dict | None:
-    path = Path(out_dir) / "results" / f"{Path(script).stem}_{part}.json"
+def read_results(out_dir: Path | str, script: str, part: str | None) -> dict | None:
+    stem = Path(script).stem
+    path = Path(out_dir) / "results" / (f"{stem}_{part}.json" if part else f"{stem}.json")
     if not path.exists():
         return None
     return json.loads(path.read_text())

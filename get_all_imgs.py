@@ -53,9 +53,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
-import errno
 import hashlib
-import http.client
 import io
 import math
 import os
@@ -64,9 +62,7 @@ import socket
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -183,7 +179,7 @@ def find_list(name: str, dest: Path, offline: bool, timeout: float) -> Path:
     if not offline:
         try:
             return deepnn_io.download_file(url, dest / name, sha256=sha, timeout=timeout)
-        except (OSError, ValueError, http.client.HTTPException) as err:
+        except OSError as err:  # DownloadError: network, HTTP status, sha256
             problem = f"Downloading {url} failed: {err}"
     raise deepnn_io.MissingInputError(deepnn_io.missing_message(name, url, sha, problem))
 
@@ -209,78 +205,15 @@ def select_rows(rows: list[Row], actors) -> dict[str, list[Row]]:
 # Fetching originals: cache first, then a careful download
 # ======================================================================================
 
-class DownloadError(Exception):
-    """A download that failed for good; the message is the reason shown in the summary.
-
-    ``unreachable``: no server was reached at all (name not resolved, connection refused).
-    """
-
-    def __init__(self, reason: str, unreachable: bool = False):
-        super().__init__(reason)
-        self.unreachable = unreachable
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow at most a few redirects, and only to http(s) (urllib would also follow ftp:)."""
-    max_redirections = 5
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise DownloadError(f"redirect to {scheme or '(none)'}: refused")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_OPENER = urllib.request.build_opener(_HttpOnlyRedirects())
+DownloadError = deepnn_io.DownloadError
 
 
 def download(url: str, dest: Path, timeout: float, retries: int, backoff: float,
              max_bytes: int) -> Path:
-    """GET ``url`` into ``dest`` atomically (no partial file on any failure). Raises DownloadError."""
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise DownloadError(f"refused scheme {scheme or '(none)'}:")
-    reason = "?"
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            with deepnn_io.atomic_path(dest) as tmp:
-                request = urllib.request.Request(url, headers={"User-Agent": "deepnn-coursework/1"})
-                with _OPENER.open(request, timeout=timeout) as response, open(tmp, "wb") as out:
-                    length = response.headers.get("Content-Length")
-                    if length and length.isdigit() and int(length) > max_bytes:
-                        raise DownloadError(f"larger than {max_bytes} bytes")
-                    size = 0
-                    while block := response.read(1 << 16):
-                        size += len(block)
-                        if size > max_bytes:
-                            raise DownloadError(f"larger than {max_bytes} bytes")
-                        out.write(block)
-                    if length and length.isdigit() and size < int(length):
-                        raise http.client.IncompleteRead(b"", int(length) - size)
-            return dest
-        except urllib.error.HTTPError as err:
-            reason = f"HTTP {err.code}"
-            if 400 <= err.code < 500 or err.code in (301, 302, 303, 307, 308):
-                break  # the server's answer will not change
-        except DownloadError:
-            raise
-        except (OSError, http.client.HTTPException, ValueError) as err:
-            # URLError (DNS, refused), socket timeouts, dropped connections mid-body
-            inner = getattr(err, "reason", err)
-            if isinstance(inner, (TimeoutError, socket.timeout)) or "timed out" in str(inner):
-                reason = "timeout"
-            elif isinstance(inner, socket.gaierror):
-                # a name that does not resolve will not resolve a second later either
-                raise DownloadError("host not found", unreachable=True) from None
-            elif isinstance(inner, (ConnectionRefusedError, OSError)) and getattr(
-                    inner, "errno", None) in (errno.ECONNREFUSED, errno.ENETUNREACH,
-                                              errno.EHOSTUNREACH):
-                raise DownloadError("host unreachable", unreachable=True) from None
-            else:
-                reason = type(inner).__name__
-    raise DownloadError(reason)
+    """GET ``url`` into ``dest`` with the shared downloader (atomic, http(s) only, also for
+    redirects; retries with backoff; size cap). Raises DownloadError with the reason."""
+    return deepnn_io.download_file(url, dest, timeout=timeout, retries=retries, backoff=backoff,
+                                   max_bytes=max_bytes)
 
 
 class Downloader:
@@ -605,18 +538,6 @@ def load_faces(size=(60, 60), mode: str = "gray") -> dict[str, np.ndarray]:
     return data
 
 
-def save_npz_uncompressed(dest: Path, **arrays) -> Path:
-    """Like deepnn_io.save_npz_atomic (atomic, no object arrays) but not zipped: the 227x227 RGB
-    faces barely compress (zlib costs ~8 s of the run for ~20% smaller files) and load faster."""
-    for key, value in arrays.items():
-        if np.asarray(value).dtype == object:
-            raise ValueError(f"{dest}: array '{key}' has dtype object; caches hold no pickles")
-    with deepnn_io.atomic_path(dest) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    return Path(dest)
-
-
 def write_datasets(rows, labels, crops, config: Config, dest: Path) -> list[Path]:
     """One .npz per output, rows sorted by (label, face_id); returns the written paths."""
     order = sorted(crops, key=lambda i: (labels[i], rows[i].face_id))
@@ -626,8 +547,9 @@ def write_datasets(rows, labels, crops, config: Config, dest: Path) -> list[Path
         images = np.zeros(shape, dtype=np.uint8)
         for n, i in enumerate(order):
             images[n] = crops[i][k]
-        written.append(save_npz_uncompressed(
-            dataset_path((h, w), mode, dest),
+        # not zipped: photos barely compress (zlib cost ~8 s for ~20% smaller files)
+        written.append(deepnn_io.save_npz_atomic(
+            dataset_path((h, w), mode, dest), compress=False,
             images=images,
             labels=np.array([labels[i] for i in order], dtype=np.int64),
             actors=np.array(config.actors, dtype=str),
@@ -774,16 +696,13 @@ def run(config: Config, log=print) -> dict:
     }
     settings = {k: (str(v) if isinstance(v, Path) else v)
                 for k, v in dataclasses.asdict(config).items()}
-    deepnn_io.write_results(
-        config.out, SCRIPT, "all", seed=config.seed, quick=config.quick, settings=settings,
+    deepnn_io.write_results(  # results/get_all_imgs.json: the script has no parts
+        config.out, SCRIPT, None, seed=config.seed, quick=config.quick, settings=settings,
         metrics=metrics, figures=[figure], seconds=seconds,
         timings={k: round(v, 3) for k, v in timings.items()},
         extra={"per_actor": {a: dict(counts[a]) for a in config.actors},
                "download_errors": dict(download_errors),
                "datasets": [str(p) for p in written]})
-    # DESIGN.md names this one results/get_all_imgs.json (the script has no parts).
-    src = Path(config.out) / "results" / "get_all_imgs_all.json"
-    os.replace(src, Path(config.out) / "results" / "get_all_imgs.json")
     return metrics
 
 

@@ -119,13 +119,13 @@ def test_download_checks_hash_and_scheme(tmp_path, http_server):
     good = hashlib.sha256(body).hexdigest()
     path = deepnn_io.download_file(f"{base}/file.bin", tmp_path / "f.bin", sha256=good, timeout=5)
     assert path.read_bytes() == body
-    with pytest.raises(ValueError, match="sha256"):
+    with pytest.raises(deepnn_io.DownloadError, match="sha256"):
         deepnn_io.download_file(f"{base}/file.bin", tmp_path / "g.bin", sha256="0" * 64, timeout=5)
-    with pytest.raises(ValueError, match="larger"):
+    with pytest.raises(deepnn_io.DownloadError, match="larger"):
         deepnn_io.download_file(f"{base}/file.bin", tmp_path / "h.bin", max_bytes=10, timeout=5)
-    with pytest.raises(OSError):
+    with pytest.raises(deepnn_io.DownloadError, match="HTTP 404"):
         deepnn_io.download_file(f"{base}/nope", tmp_path / "i.bin", timeout=5, backoff=0.01)
-    with pytest.raises(ValueError, match="only http"):
+    with pytest.raises(deepnn_io.DownloadError, match="refused scheme file:"):
         deepnn_io.download_file("file:///etc/passwd", tmp_path / "j.bin")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]  # no partial files
 
@@ -139,3 +139,44 @@ def test_write_results_record(tmp_path):
     assert record["seed"] == 3 and record["quick"] is True
     assert record["metrics"]["acc"] == 0.5 and record["timings"]["seconds"] == 1.235
     assert "digits.py part1" in record["command"] or "digits.py" in record["command"]
+
+
+@pytest.fixture
+def tricky_server():
+    """Redirects to ftp:, and a body cut short of its Content-Length."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/to-ftp":
+                self.send_response(302)
+                self.send_header("Location", "ftp://127.0.0.1/secret")
+                self.end_headers()
+            elif self.path == "/short":
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.write(b"x" * 10)
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_refuses_ftp_redirect_and_short_body(tmp_path, tricky_server):
+    with pytest.raises(deepnn_io.DownloadError, match="redirect to ftp"):
+        deepnn_io.download_file(f"{tricky_server}/to-ftp", tmp_path / "a.bin", timeout=5)
+    with pytest.raises(deepnn_io.DownloadError):
+        deepnn_io.download_file(f"{tricky_server}/short", tmp_path / "b.bin", timeout=5,
+                                retries=1, backoff=0.01)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_files_are_not_private(tmp_path):
+    path = deepnn_io.atomic_write_text(tmp_path / "r.json", "{}")
+    assert path.stat().st_mode & 0o044 == 0o044 & ~deepnn_io._UMASK
