@@ -320,7 +320,7 @@ def fmt_percent(value: float) -> str:
 
 def is_percent_metric(name: str, value) -> bool:
     name = name.lower()
-    percent_words = ("accuracy", "fraction", "reduction", "percent_of", "_rate_")
+    percent_words = ("accuracy", "fraction", "reduction", "percent_of")
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and any(w in name for w in percent_words) and -1.5 <= value <= 1.5
             and "points" not in name)
@@ -887,7 +887,8 @@ def main(argv=None) -> int:
                         help="with --run-all: also run bench/train_speed.py and "
                              "bench/features_speed.py")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help=f"with --run-all: the seed passed to every part (default {DEFAULT_SEED})")
+                        help="with --run-all: the seed passed to every part "
+                             f"(default {DEFAULT_SEED})")
     parser.add_argument("--quick", action="store_true",
                         help="with --run-all: pass --quick to every part (a smoke run; the report "
                              "marks its numbers as not quotable)")

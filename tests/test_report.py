@@ -1,4 +1,4 @@
-"""report.py on a folder of generated results and images: every part, not-run, quick, LaTeX, no TF."""
+"""report.py on a folder of generated results and images: every part, not run, quick, LaTeX."""
 import json
 import struct
 import subprocess
