@@ -512,18 +512,18 @@ def section_blocks(section: Section, record: dict | None, out_dir: Path) -> list
     if metrics:
         blocks.append(("p", "**Metrics**"))
         blocks.append(("table", ["metric", "value"],
-                       [[f"`{k}`", fmt_value(k, v)] for k, v in metrics.items()]))
+                       [[f"`{k}`", Lit(fmt_value(k, v))] for k, v in metrics.items()]))
     timings = {k: v for k, v in (record.get("timings") or {}).items() if k != "seconds"}
     if timings:
         blocks.append(("p", "**Timings**"))
         blocks.append(("table", ["step", "time"],
-                       [[f"`{k}`", fmt_value(k if "second" in k else k + "_seconds", v)]
+                       [[f"`{k}`", Lit(fmt_value(k if "second" in k else k + "_seconds", v))]
                         for k, v in timings.items()]))
     settings = flatten(record.get("settings") or {})
     if settings:
         blocks.append(("p", "**Settings**"))
         blocks.append(("table", ["setting", "value"],
-                       [[f"`{k}`", fmt_setting(k, v)] for k, v in settings.items()]))
+                       [[f"`{k}`", Lit(fmt_setting(k, v))] for k, v in settings.items()]))
     for key, value in record.items():
         if key in STANDARD_KEYS or key.startswith("_") or value in ([], {}, None, ""):
             continue
@@ -537,6 +537,9 @@ def section_blocks(section: Section, record: dict | None, out_dir: Path) -> list
 
 def fmt_setting(name: str, value) -> str:
     """Settings as typed: integers whole, floats short, the rest as for metrics."""
+    if (isinstance(value, list) and value
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        return ", ".join(fmt_setting(name, v) for v in value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return fmt_value(name, value)
     return str(value) if isinstance(value, int) else f"{value:g}"
@@ -567,7 +570,7 @@ def extra_blocks(key: str, value) -> list[tuple]:
         blocks = [title]
         if plain:
             blocks.append(("table", ["key", "value"],
-                           [[f"`{k}`", fmt_value(k, v)] for k, v in plain.items()]))
+                           [[f"`{k}`", Lit(fmt_value(k, v))] for k, v in plain.items()]))
         for name, rows in tables.items():
             blocks += [("p", f"*{name.replace('_', ' ')}*"), dict_table(rows)]
         return blocks
@@ -578,11 +581,11 @@ def dict_table(rows: list[dict]) -> tuple:
     headers: list[str] = []
     for row in rows:
         headers += [k for k in row if k not in headers]
-    body = [[fmt_value(h, row.get(h)) for h in headers] for row in rows[:MAX_TABLE_ROWS]]
+    body = [[Lit(fmt_value(h, row.get(h))) for h in headers] for row in rows[:MAX_TABLE_ROWS]]
     if len(rows) > MAX_TABLE_ROWS:
         body.append([f"... {len(rows) - MAX_TABLE_ROWS} more rows in the results file"]
                     + [""] * (len(headers) - 1))
-    return ("table", headers, body)
+    return ("table", [Lit(h) for h in headers], body)
 
 
 def figure_blocks(section: Section, record: dict, out_dir: Path) -> list[tuple]:
@@ -615,16 +618,10 @@ def listing_blocks(section: Section, source_dir: Path) -> list[tuple]:
 
 def function_source(path: Path, names) -> tuple[str, str] | None:
     """Source of the first function or class (at any depth) named one of ``names``."""
-    try:
-        source = path.read_text()
-        tree = ast.parse(source)
-    except (OSError, SyntaxError, ValueError):
+    parsed = parse_source(path)
+    if parsed is None:
         return None
-    functions = {}
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            functions.setdefault(node.name, node)
-    lines = source.splitlines()
+    lines, functions = parsed
     for name in names:
         node = functions.get(name)
         if node is not None:
@@ -633,6 +630,26 @@ def function_source(path: Path, names) -> tuple[str, str] | None:
             indent = len(lines[start]) - len(lines[start].lstrip())
             return name, "\n".join(line[indent:] for line in body.splitlines())
     return None
+
+
+_PARSED: dict = {}
+
+
+def parse_source(path: Path):
+    """(lines, {name: ast node}) of a Python file, parsed once per build; None if unreadable."""
+    if path not in _PARSED:
+        try:
+            source = path.read_text()
+            tree = ast.parse(source)
+        except (OSError, SyntaxError, ValueError):
+            _PARSED[path] = None
+        else:
+            functions = {}
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    functions.setdefault(node.name, node)
+            _PARSED[path] = (source.splitlines(), functions)
+    return _PARSED[path]
 
 
 def summary_blocks(results: dict[str, dict]) -> list[tuple]:
@@ -665,6 +682,7 @@ def summary_blocks(results: dict[str, dict]) -> list[tuple]:
 
 
 def build_document(out_dir: Path, source_dir: Path = PROJECT_DIR) -> list[tuple]:
+    _PARSED.clear()  # sources may have changed since the last build in this process
     results = load_results(out_dir)
     blocks: list[tuple] = [
         ("h", 1, "Deep neural networks for handwritten digits and faces"),
@@ -689,6 +707,17 @@ def build_document(out_dir: Path, source_dir: Path = PROJECT_DIR) -> list[tuple]
 # Rendering
 # ======================================================================================
 
+class Lit(str):
+    """Text that comes from the data: shown as is, never read as `code` or **bold** markup."""
+
+
+def md_cell(text) -> str:
+    out = str(text).replace("|", "\\|").replace("\n", " ")
+    if isinstance(text, Lit):  # data: its * and ` are characters, not emphasis or code
+        out = out.replace("*", "\\*").replace("`", "\\`")
+    return out
+
+
 def to_markdown(blocks: list[tuple]) -> str:
     out = []
     for block in blocks:
@@ -701,10 +730,9 @@ def to_markdown(blocks: list[tuple]) -> str:
             out.append(f"> **⚠ Warning:** {block[1]}")
         elif kind == "table":
             headers, rows = block[1], block[2]
-            cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-            out.append("\n".join(["| " + " | ".join(cell(h) for h in headers) + " |",
+            out.append("\n".join(["| " + " | ".join(md_cell(h) for h in headers) + " |",
                                   "|" + "---|" * len(headers)]
-                                 + ["| " + " | ".join(cell(c) for c in row) + " |"
+                                 + ["| " + " | ".join(md_cell(c) for c in row) + " |"
                                     for row in rows]))
         elif kind == "img":
             out.append(f"![{block[2]}]({block[1]})")
@@ -753,6 +781,10 @@ def latex_inline(text: str) -> str:
     return "".join(out)
 
 
+def latex_cell(text) -> str:
+    return latex_escape(str(text)) if isinstance(text, Lit) else latex_inline(text)
+
+
 def to_latex(blocks: list[tuple]) -> str:
     out = [r"\documentclass[10pt]{article}",
            r"\usepackage[utf8]{inputenc}", r"\usepackage[T1]{fontenc}",
@@ -782,9 +814,9 @@ def to_latex(blocks: list[tuple]) -> str:
             width = f"{0.94 / max(len(headers), 1):.3f}\\linewidth"
             spec = "".join(f"p{{{width}}}" for _ in headers)
             lines = [r"{\small", f"\\begin{{longtable}}{{{spec}}}", r"\toprule",
-                     " & ".join(r"\textbf{" + latex_inline(h) + "}" for h in headers)
+                     " & ".join(r"\textbf{" + latex_cell(h) + "}" for h in headers)
                      + r" \\", r"\midrule", r"\endhead"]
-            lines += [" & ".join(latex_inline(c) for c in row) + r" \\" for row in rows]
+            lines += [" & ".join(latex_cell(c) for c in row) + r" \\" for row in rows]
             lines += [r"\bottomrule", r"\end{longtable}}"]
             out.append("\n".join(lines))
         elif kind == "img":

@@ -79,6 +79,7 @@ def results_dir(tmp_path):
                  "test_accuracy": 0.8654}]
         if section.key == "digits_part6":
             extra["grid"] = [{"N": 1, "K": 8, "brand_new_column": 4.5}]
+            extra["notes"] = {"formula": "max(0, W0 * x * sign)", "shape": [7, 7, 1024]}
         write_record(tmp_path, section.key, quick=(section.key == "digits_part4"), **extra)
     tiny_png(tmp_path / "images" / "digits_part1_unlisted_extra.png")
     return tmp_path
@@ -152,6 +153,10 @@ def test_figures_tables_and_unknown_keys_are_rendered(results_dir):
     assert "digits_part2_curves.png` is listed but missing" in markdown
     part6 = section_text(markdown, "Part 6: backpropagation against one gradient at a time")
     assert "| N | K | brand_new_column |" in part6 and "| 1 | 8 | 4.5 |" in part6
+    # text from the data is shown literally: its asterisks are no emphasis
+    assert "max(0, W0 \\* x \\* sign)" in part6
+    tex = (results_dir / "deepnn.tex").read_text()
+    assert "max(0, W0 * x * sign)" in tex and "\\emph{ x }" not in tex
 
 
 def test_unreadable_results_file_is_reported_not_fatal(results_dir):
