@@ -37,7 +37,9 @@ METRICS = {
     "faces_part7": {"test_accuracy": 0.9111, "validation_accuracy": 0.90, "train_accuracy": 1.0},
     "deepfaces_part10": {"test_accuracy": 0.9833, "error_rate_reduction": 0.1234,
                          "train_accuracy": 1.0, "validation_accuracy": 0.99},
-    "bench_train_speed": {"sklearn_over_numpy_ratio": 2.5, "keras_over_numpy_ratio": 3.4},
+    "bench_train_speed": {"sklearn_over_numpy_ratio": 2.5, "keras_over_numpy_ratio": 3.4,
+                          "sklearn_minus_numpy_accuracy_points": -0.1,
+                          "keras_minus_numpy_accuracy_points": 0.5},
 }
 
 
@@ -129,6 +131,10 @@ def test_reference_numbers_sit_beside_ours(results_dir):
     bench = section_text(markdown, "Benchmark: training speed against scikit-learn and Keras")
     row = next(line for line in bench.splitlines() if "scikit-learn seconds" in line)
     assert "2.50x" in row and "| yes |" in row
+    row = next(line for line in bench.splitlines() if "scikit-learn test accuracy" in line)
+    assert "within ± 0.3" in row and "| yes |" in row     # -0.1 points: equal accuracy
+    row = next(line for line in bench.splitlines() if "Keras test accuracy" in line)
+    assert "**no**" in row                                # 0.5 points apart: not equal
 
 
 def test_quick_results_are_flagged_not_quoted(results_dir):
