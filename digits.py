@@ -11,7 +11,8 @@ What this reproduces
           softmax network and for the handout's 784-300-10 tanh network at the weights of
           ``snapshot50.pkl``. The table is saved in ``results/digits_part3_gradcheck.csv``.
 * Part 4  mini-batch training (SGD with momentum, a cosine learning-rate schedule) of the softmax
-          network and of the tanh network started from ``snapshot50.pkl``; learning curves, the
+          network and of the tanh network started from ``snapshot50.pkl`` (with one-pixel shifts of
+          the training batches as augmentation); learning curves, the
           weights into each of the ten outputs, and a selection of hidden units as images.
 * Part 5  linear regression with a quadratic cost vs multinomial logistic regression when some
           outputs are far from their targets: noisy MNIST and a 2-D set with far-away points,
@@ -23,8 +24,8 @@ Run it
 ------
 ``python digits.py [all|part1|...|part6] [--seed S] [--quick] [--out DIR]``. Inputs are found
 through ``deepnn_io.find_input`` (``data/``, then ``$DEEPNN_DATA``). A full ``all`` run takes
-about 5 minutes on a 2-core machine and reaches about 92.6% (softmax) and 98.3% (tanh) test
-accuracy; ``--quick`` runs any part on a small slice in a few seconds.
+about 5 minutes on a quiet 2-core machine and reaches about 92.6% (softmax) and 98.6% (tanh)
+test accuracy; ``--quick`` runs any part on a small slice in a few seconds.
 
 Conventions
 -----------
@@ -43,7 +44,7 @@ Public API (used by ``bench/train_speed.py`` and the tests)
 ``init_softmax_params(rng)``, ``init_tanh_params(rng)``
 ``softmax_forward / softmax_backward``, ``tanh_forward / tanh_backward``  (pure math)
 ``softmax_grad_into``, ``tanh_grad_into``    fast in-place gradients for training (workspaces)
-``TrainConfig(epochs, batch_size, learning_rate, momentum, schedule)``
+``TrainConfig(epochs, batch_size, learning_rate, momentum, schedule, weight_decay, max_shift)``
 ``train_network(params, grad_into, X, Y, config, rng, evaluate=None) -> dict``
     mini-batch SGD with momentum, updating ``params`` in place; returns per-epoch seconds.
     For the tanh net: ``train_network(p, tanh_grad_into, X, Y, TrainConfig(...), rng)``.
@@ -89,13 +90,17 @@ SOFTMAX_TRAIN = dict(
     schedule="cosine",    # decays the step to 0: the last epochs average out the batch noise
 )
 
-# Tanh (784-300-10) from snapshot50.pkl: the handout's network, trained as the report did.
+# Tanh (784-300-10) from snapshot50.pkl: the handout's network, trained as the report did, plus
+# one-pixel shifts of each batch. Without them this net plateaus at 98.1% test (it fits the 55k
+# training images to ~100% by epoch 20; weight decay 1e-4..5e-4 did not lift it above 98.12%);
+# with them it passes 98.5%.
 TANH_TRAIN = dict(
-    epochs=40,            # 98.2% needs ~30-40 epochs with decay; each costs well under a second
+    epochs=30,            # with shifts the validation curve is still rising at 20; 30 settles
     batch_size=100,       # the report's (and Keras/scikit-learn baselines') batch size
-    learning_rate=0.05,   # per-image step with momentum 0.9; 0.1 starts to bounce off snapshot50
+    learning_rate=0.05,   # per-image step with momentum 0.9; 0.1 was no better
     momentum=0.9,         # standard; lets the 0.05 step move along shallow directions
     schedule="cosine",    # decaying to 0 is worth ~0.2% test accuracy over a constant step
+    max_shift=1,          # translate each batch by -1..1 pixels in x and y: cheap augmentation
 )
 
 PART4 = dict(
@@ -119,7 +124,7 @@ PART5 = dict(
 PART6 = dict(
     layers=[1, 2, 3, 4],        # N: hidden layers
     units=[8, 16, 32, 64],      # K: units per layer
-    min_seconds=0.02,           # repeat each timing until it lasts this long
+    min_seconds=0.01,           # each timing round lasts this long; best of 5 rounds
 )
 
 QUICK = dict(n_train=2000, n_test=1000, epochs=2)
@@ -372,6 +377,15 @@ def tanh_grad_into(params, X, Y, scale, work):
 # Training: mini-batch SGD with momentum (shared by every network in this file)
 # ======================================================================================
 
+def shift_images(X: np.ndarray, out: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Translate (N, 784) 28x28 images by (dy, dx) pixels into ``out``, filling with 0."""
+    src, dst = X.reshape(-1, 28, 28), out.reshape(-1, 28, 28)
+    dst.fill(0)
+    dst[:, max(dy, 0):28 + min(dy, 0), max(dx, 0):28 + min(dx, 0)] = \
+        src[:, max(-dy, 0):28 + min(-dy, 0), max(-dx, 0):28 + min(-dx, 0)]
+    return out
+
+
 def _scratch(work: dict, key: str, params: dict) -> np.ndarray:
     """A scratch array shaped like params[key], kept in ``work`` across batches."""
     bufs = work.setdefault("scratch", {})
@@ -388,6 +402,7 @@ class TrainConfig:
     momentum: float = 0.9
     schedule: str = "cosine"      # "cosine" (decay to 0 over the run) or "constant"
     weight_decay: float = 0.0     # L2 penalty (lambda/2)||W||^2 per image on weight matrices (W*)
+    max_shift: int = 0            # augmentation: shift each batch by up to this many pixels
 
     def rate(self, epoch: int) -> float:
         if self.schedule == "constant":
@@ -411,6 +426,7 @@ def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config:
     velocity = {k: np.zeros_like(v) for k, v in params.items()}
     xb = np.empty((B, X.shape[1]), X.dtype)
     yb = np.empty((B, Y.shape[1]), Y.dtype)
+    shifted = np.empty_like(xb) if config.max_shift else None
     work: dict = {}
     decayed = [k for k in params if k.startswith("W")] if config.weight_decay else []
     epoch_seconds, iteration = [], 0
@@ -425,6 +441,9 @@ def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config:
             idx = order[b * B:(b + 1) * B]
             np.take(X, idx, axis=0, out=xb)
             np.take(Y, idx, axis=0, out=yb)
+            if config.max_shift:
+                shift_images(xb, shifted, *rng.integers(-config.max_shift, config.max_shift + 1, 2))
+                xb, shifted = shifted, xb
             steps = grad_into(params, xb, yb, scale, work)
             for key in decayed:  # step += -lr * lambda * W, without a temporary array
                 steps[key] += np.multiply(params[key], shrink, out=_scratch(work, key, params))
@@ -547,16 +566,19 @@ def plot_weight_images(W, titles, ncols, title):
     plt = _plt()
     k = W.shape[1]
     nrows = int(math.ceil(k / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.6, nrows * 1.8 + 0.3), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.6, nrows * 2.0 + 0.5), squeeze=False)
     for j, ax in enumerate(axes.flat):
         ax.set_xticks([]), ax.set_yticks([])
         if j >= k:
             ax.axis("off")
             continue
-        lim = float(np.abs(W[:, j]).max()) or 1.0
+        # colour limit at the 99th percentile of |w|: a few rarely-lit border pixels carry
+        # extreme weights and would otherwise wash out the structure
+        lim = float(np.percentile(np.abs(W[:, j]), 99)) or 1.0
         ax.imshow(W[:, j].reshape(28, 28), cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_title(titles[j], fontsize=9)
-    fig.suptitle(title + "  (red > 0, blue < 0)")
+    fig.suptitle(title + "\n(red > 0, blue < 0; colours saturate at the 99th percentile of |w|)",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -743,8 +765,8 @@ def part4(config, rng):
     titles = [f"unit {u}\n-> {int(net['W1'][u].argmax())}" for u in strongest]
     figures.append(deepnn_io.save_figure(
         plot_weight_images(net["W0"][:, strongest], titles, 5,
-                           f"Tanh network: the {n_show} hidden units with the largest outgoing "
-                           "weights\n(-> the output it excites most)"),
+                           f"Tanh network: input weights of the {n_show} hidden units with the "
+                           "largest outgoing weights (-> the output each excites most)"),
         config["out"], "digits_part4_tanh_hidden"))
 
     # seconds per epoch, normalised to one pass over 60,000 images (the fit set is smaller)
@@ -764,6 +786,8 @@ def part4(config, rng):
         "tanh": {**asdict(tanh_cfg), "init": "snapshot50.pkl"},
         "optimizer": "SGD with momentum: v <- mu v - lr * mean-batch gradient; theta <- theta + v; "
                      "cosine schedule lr_e = lr * (1 + cos(pi e / epochs)) / 2 per epoch",
+        "augmentation": "tanh net only: each batch translated by (dy, dx) drawn from "
+                        "-max_shift..max_shift, zero fill",
         "inputs": "pixels / 255 (0..1), float32",
         "n_fit": len(X_fit), "n_validation": n_val, "n_test": len(sets["test"][0]),
         "train_curve_subset": len(sub),
@@ -780,34 +804,39 @@ def part4(config, rng):
 
 # ---------------------------------------------------------------------- Part 5 ----------
 
-def fit_linear_quadratic(X, T, iterations, rng=None):
-    """Linear regression, cost sum_n ||X_n W + b - T_n||^2 / 2, by full-batch gradient descent.
+def _gradient_descent_affine(X, T, iterations, output_gradient, step_factor):
+    """Full-batch gradient descent from W = 0 on an affine model O = X W + b.
 
-    The step is 1 / L with L the largest eigenvalue of the (bias-augmented) X^T X, the largest
-    step that is stable for a quadratic. Returns W (D+1, K) with the bias in the last row.
+    ``output_gradient(O, T)`` is dC/dO (N, K); dC/dW = X^T dC/dO. The step is
+    ``step_factor / L``, L the largest eigenvalue of X_a^T X_a (X_a = [X, 1]). When there are
+    fewer examples than inputs (500 images of 784 pixels) the iterates stay in the row space of
+    X_a, W = X_a^T A, so we run the identical iteration on A (N, K) with the kernel
+    G = X_a X_a^T: O = G A, A <- A - step dC/dO; three times fewer flops, same numbers.
+    Returns W (D+1, K), the bias in the last row.
     """
     Xa = np.hstack([X, np.ones((len(X), 1))])
-    L = np.linalg.eigvalsh(Xa.T @ Xa)[-1] if Xa.shape[1] <= Xa.shape[0] else \
-        np.linalg.eigvalsh(Xa @ Xa.T)[-1]
-    W = np.zeros((Xa.shape[1], T.shape[1]))
+    dual = Xa.shape[0] < Xa.shape[1]
+    G = Xa @ Xa.T if dual else Xa.T @ Xa
+    step = step_factor / np.linalg.eigvalsh(G)[-1]
+    A = np.zeros(((Xa.shape[0] if dual else Xa.shape[1]), T.shape[1]))
     for _ in range(iterations):
-        W -= (Xa.T @ (Xa @ W - T)) / L          # d/dW of the quadratic cost: X^T (X W - T)
-    return W
+        if dual:
+            A -= step * output_gradient(G @ A, T)
+        else:
+            A -= step * (Xa.T @ output_gradient(Xa @ A, T))
+    return Xa.T @ A if dual else A
 
 
-def fit_logistic(X, T, iterations, rng=None):
-    """Multinomial logistic regression (summed NLL) by full-batch gradient descent.
+def fit_linear_quadratic(X, T, iterations):
+    """Linear regression, C = sum_n ||o_n - t_n||^2 / 2, by gradient descent (step 1/L, the
+    largest stable step for this quadratic). dC/dO = O - T: grows with the distance to the target."""
+    return _gradient_descent_affine(X, T, iterations, lambda O, T: O - T, 1.0)
 
-    The NLL's Hessian is bounded by X^T X / 2, so 2 / L (L as above) is a safe step.
-    Returns W (D+1, K) with the bias in the last row.
-    """
-    Xa = np.hstack([X, np.ones((len(X), 1))])
-    L = np.linalg.eigvalsh(Xa.T @ Xa)[-1] if Xa.shape[1] <= Xa.shape[0] else \
-        np.linalg.eigvalsh(Xa @ Xa.T)[-1]
-    W = np.zeros((Xa.shape[1], T.shape[1]))
-    for _ in range(iterations):
-        W -= 2 * (Xa.T @ (softmax(Xa @ W) - T)) / L   # d/dW of the NLL: X^T (P - T)
-    return W
+
+def fit_logistic(X, T, iterations):
+    """Multinomial logistic regression, C = summed NLL, by gradient descent (step 2/L: the NLL's
+    Hessian is bounded by X^T X / 2). dC/dO = P - T: each entry bounded by 1 in size."""
+    return _gradient_descent_affine(X, T, iterations, lambda O, T: softmax(O) - T, 2.0)
 
 
 def accuracy_affine(W, X, labels):
@@ -883,7 +912,7 @@ def part5(config, rng):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, xs, res, xlabel, title in (
             (axes[0], cfg["noise_scales"], noise, "Gaussian pixel-noise std (pixels in 0..1)",
-             f"MNIST, {cfg['per_digit']} noisy training images per digit"),
+             f"MNIST: {cfg['per_digit']} noisy training images per digit, clean test set"),
             (axes[1], cfg["outlier_distances"], outl, "distance of the far class-1 points",
              f"2-D, {cfg['n_outliers']} far points among 400")):
         for m, style in (("linear", "o-"), ("logistic", "s-")):
@@ -935,8 +964,8 @@ def part5(config, rng):
         "contributes a bounded amount, so far-away points cannot drag the boundary.")
     print(explanation)
     settings = {**cfg, "test_images": len(y_test), "optimizer":
-                "full-batch gradient descent, step 1/L (linear) and 2/L (logistic), "
-                "L = largest eigenvalue of X^T X",
+                "full-batch gradient descent from W = 0, step 1/L (linear) and 2/L (logistic), "
+                "L = largest eigenvalue of X^T X (bias-augmented)",
                 "noise_applied_to": "training images only; test images are clean"}
     extra = {"sweep": {"noise_scales": cfg["noise_scales"], "noise": noise,
                        "outlier_distances": cfg["outlier_distances"], "outlier2d": outl},
@@ -1002,17 +1031,28 @@ def predicted_cost(N, K):
     return (3 * N - 1) * K ** 2, N * K ** 2 + K ** 4 * N * (N - 1) // 2 + 2 * N * K ** 3
 
 
-def _time(fn, min_seconds):
+def _time(fn, min_seconds, repeats=5):
+    """Seconds per call: the best of ``repeats`` rounds, each at least ``min_seconds`` long.
+
+    The minimum, not the mean: other processes only ever add time, so the fastest round is the
+    closest to the cost of the computation itself.
+    """
     fn()
-    reps, t = 1, 0.0
+    reps = 1
     while True:
         t0 = time.perf_counter()
         for _ in range(reps):
             fn()
-        t = time.perf_counter() - t0
-        if t >= min_seconds:
-            return t / reps
+        if time.perf_counter() - t0 >= min_seconds:
+            break
         reps *= 2
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
 
 
 def part6(config, rng):
