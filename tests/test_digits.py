@@ -143,26 +143,6 @@ def test_fast_inplace_gradient_equals_pure_gradient(net):
         np.testing.assert_allclose(got[k], -0.5 * want[k], rtol=1e-10, atol=1e-12)
 
 
-def test_numpy_gradient_equals_tensorflow_gradient():
-    tf = pytest.importorskip("tensorflow")
-    rng = np.random.default_rng(4)
-    X, Y = tiny_batch(rng, n=16, d=784, k=10)
-    params = tiny_tanh_params(rng, 784, 300, 10)
-    for k in params:
-        params[k] *= 0.1
-    tf_params = {k: tf.Variable(v) for k, v in params.items()}
-    with tf.GradientTape() as tape:
-        H = tf.tanh(tf.constant(X) @ tf_params["W0"] + tf_params["b0"])
-        O = H @ tf_params["W1"] + tf_params["b1"]
-        cost = tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(tf.constant(Y), O))
-    tf_grads = tape.gradient(cost, tf_params)
-    np_grads = digits.tanh_backward(params, X, Y)
-    assert float(cost) == pytest.approx(digits.tanh_cost(params, X, Y), rel=1e-12)
-    for k in params:
-        # both float64 on the same weights and batch: agreement to ~1e-14 relative
-        np.testing.assert_allclose(np_grads[k], tf_grads[k].numpy(), rtol=1e-9, atol=1e-12)
-
-
 def test_training_lowers_the_cost_on_a_separable_toy_problem():
     rng = np.random.default_rng(5)
     X = rng.standard_normal((400, 784)).astype(np.float32)
@@ -176,6 +156,29 @@ def test_training_lowers_the_cost_on_a_separable_toy_problem():
     after = digits.evaluate_split(params, X, Y)
     assert len(out["epoch_seconds"]) == 5 and out["iterations"] == 40
     assert after[0] < before[0] / 2 and after[1] > 0.9
+
+
+def test_shift_images_moves_pixels_and_fills_with_zero():
+    X = np.arange(2 * 784, dtype=np.float32).reshape(2, 784) + 1
+    out = np.empty_like(X)
+    digits.shift_images(X, out, 1, -1)  # one row down, one column left
+    src, dst = X.reshape(2, 28, 28), out.reshape(2, 28, 28)
+    np.testing.assert_array_equal(dst[:, 1:, :27], src[:, :27, 1:])
+    assert not dst[:, 0, :].any() and not dst[:, :, 27].any()
+    digits.shift_images(X, out, 0, 0)
+    np.testing.assert_array_equal(out, X)
+
+
+def test_weight_decay_shrinks_weight_matrices_only():
+    def zero_grad(params, X, Y, scale, work):
+        return {k: np.zeros_like(v) for k, v in params.items()}
+    params = {"W": np.ones((3, 2), np.float32), "b": np.ones(2, np.float32)}
+    X, Y = np.zeros((10, 3), np.float32), np.zeros((10, 2), np.float32)
+    config = digits.TrainConfig(epochs=1, batch_size=10, learning_rate=0.1, momentum=0.0,
+                                schedule="constant", weight_decay=0.5)
+    digits.train_network(params, zero_grad, X, Y, config, np.random.default_rng(0))
+    np.testing.assert_allclose(params["W"], 1 - 0.1 * 0.5, rtol=1e-6)  # one step of -lr*lambda*W
+    np.testing.assert_array_equal(params["b"], 1.0)
 
 
 def test_backprop_equals_per_weight_gradients():
