@@ -532,8 +532,7 @@ def plot_digit_grid(images, labels, per_digit=10):
         for j, img in enumerate(picks):
             mosaic[d * side:d * side + 28, j * side:j * side + 28] = img.reshape(28, 28)
     fig, ax = plt.subplots(figsize=(7, 7.4))
-    cmap = plt.get_cmap("gray_r").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("gray_r").with_extremes(bad="white")
     ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks(np.arange(N_CLASSES) * side + 14, [str(d) for d in range(N_CLASSES)])
     ax.set_xticks([])
