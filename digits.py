@@ -24,8 +24,8 @@ Run it
 ------
 ``python digits.py [all|part1|...|part6] [--seed S] [--quick] [--out DIR]``. Inputs are found
 through ``deepnn_io.find_input`` (``data/``, then ``$DEEPNN_DATA``). A full ``all`` run takes
-about 2-4 minutes on a 2-core machine (3.7 min while shared with other jobs) and reaches about 92.6% (softmax) and 98.6% (tanh)
-test accuracy; ``--quick`` runs any part on a small slice in a few seconds.
+about 2-4 minutes on a 2-core machine (3.7 min while shared with other jobs) and reaches about
+92.6% (softmax) and 98.6% (tanh) test accuracy; ``--quick`` runs any part in a few seconds.
 
 Conventions
 -----------
