@@ -56,7 +56,6 @@ import argparse
 import csv
 import io
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
