@@ -669,6 +669,13 @@ def summary_blocks(results: dict[str, dict]) -> list[tuple]:
         rows.append([section.heading, status,
                      fmt_value("seconds", seconds) if isinstance(seconds, (int, float)) else "-",
                      f"`{section.command}`"])
+    recorded = [(find_record(results, s.key) or {}).get("timings", {}).get("seconds")
+                for s in SECTIONS if not s.key.startswith("bench")]
+    recorded = [t for t in recorded if isinstance(t, (int, float))]
+    if recorded:
+        rows.append(["**every part (sum of the recorded wall times)**", "",
+                     f"{fmt_value('seconds', sum(recorded))} ({sum(recorded) / 60:.1f} min)",
+                     "`python report.py --run-all`"])
     compare = []
     for ref in REFERENCE:
         section = next(s for s in SECTIONS if s.key == ref.section)
