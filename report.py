@@ -325,12 +325,17 @@ def fmt_percent(value: float) -> str:
     return f"{pct:.1f}%" if abs(pct - round(pct, 1)) < 5e-7 else f"{pct:.2f}%"
 
 
+def name_words(name: str) -> set[str]:
+    """'best_iteration' -> {'best', 'iteration'}: names are read word by word, so that
+    'iteration' is not taken for 'ratio'."""
+    return set(re.split(r"[^a-z0-9]+", name.lower()))
+
+
 def is_percent_metric(name: str, value) -> bool:
-    name = name.lower()
-    percent_words = ("accuracy", "fraction", "reduction", "percent_of")
+    words = name_words(name)
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and any(w in name for w in percent_words) and -1.5 <= value <= 1.5
-            and "points" not in name)
+            and bool(words & {"accuracy", "fraction", "reduction", "percent"})
+            and -1.5 <= value <= 1.5 and "points" not in words)
 
 
 def fmt_value(name: str, value) -> str:
@@ -352,11 +357,12 @@ def fmt_value(name: str, value) -> str:
     lname = name.lower()
     if is_percent_metric(lname, value):
         return fmt_percent(value)
-    if "seconds" in lname or lname.endswith("_s") or lname == "seconds":
+    words = name_words(lname)
+    if words & {"seconds", "s"}:
         return f"{value:.3g} s" if value < 100 else f"{value:,.0f} s"
     if "rel_error" in lname or "relative_error" in lname:
         return f"{value:.2e}"
-    if "ratio" in lname or "speedup" in lname:
+    if words & {"ratio", "speedup"}:
         return f"{value:.2f}x"
     if isinstance(value, int):
         return f"{value:,}"

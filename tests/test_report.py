@@ -248,3 +248,15 @@ def test_run_all_prints_the_total_time(tmp_path, capsys):
                                          (0.85, "85.0%"), (0.98765, "98.77%")])
 def test_percent_format(value, text):
     assert report.fmt_percent(value) == text
+
+
+@pytest.mark.parametrize("name, value, text", [
+    ("best_iteration", 1225, "1,225"),            # 'iteration' holds 'ratio': read word by word
+    ("keras_over_numpy_ratio", 3.2, "3.20x"),
+    ("tanh_seconds_per_epoch", 0.41, "0.41 s"),
+    ("error_rate_reduction", 0.857, "85.7%"),
+    ("gain_points_mean", 6.1, "6.1"),             # points are not a fraction
+    ("tanh_max_rel_error", 2.66e-9, "2.66e-09"),
+])
+def test_metric_format(name, value, text):
+    assert report.fmt_value(name, value) == text
