@@ -362,6 +362,8 @@ def fmt_value(name: str, value) -> str:
         return f"{value:.3g} s" if value < 100 else f"{value:,.0f} s"
     if "rel_error" in lname or "relative_error" in lname:
         return f"{value:.2e}"
+    if words & {"analytic", "numeric"}:  # derivatives compared digit by digit
+        return f"{value:.10g}"
     if words & {"ratio", "speedup"}:
         return f"{value:.2f}x"
     if isinstance(value, int):
@@ -591,12 +593,27 @@ def extra_blocks(key: str, value) -> list[tuple]:
 
 
 def dict_table(rows: list[dict]) -> tuple:
+    """A list of dicts as a table; a long one is cut to about MAX_TABLE_ROWS rows, taken evenly
+    from the groups of its finest text column of at most 12 values (e.g. rows per array)."""
     headers: list[str] = []
     for row in rows:
         headers += [k for k in row if k not in headers]
-    body = [[Lit(fmt_value(h, row.get(h))) for h in headers] for row in rows[:MAX_TABLE_ROWS]]
+    shown = rows
     if len(rows) > MAX_TABLE_ROWS:
-        body.append([f"... {len(rows) - MAX_TABLE_ROWS} more rows in the results file"]
+        shown = rows[:MAX_TABLE_ROWS]
+        best: list = []
+        for h in headers:
+            values = [row.get(h) for row in rows]
+            groups = list(dict.fromkeys(values))
+            if all(isinstance(v, str) for v in values) and len(best) < len(groups) <= 12:
+                best, column = groups, h
+        if len(best) >= 2:
+            per_group = max(1, MAX_TABLE_ROWS // len(best))
+            shown = [row for g in best for row in
+                     [r for r in rows if r.get(column) == g][:per_group]]
+    body = [[Lit(fmt_value(h, row.get(h))) for h in headers] for row in shown]
+    if len(shown) < len(rows):
+        body.append([f"... {len(rows) - len(shown)} more rows in the results file"]
                     + [""] * (len(headers) - 1))
     return ("table", [Lit(h) for h in headers], body)
 
