@@ -260,3 +260,13 @@ def test_percent_format(value, text):
 ])
 def test_metric_format(name, value, text):
     assert report.fmt_value(name, value) == text
+
+
+def test_long_table_keeps_rows_of_every_group():
+    rows = [{"array": name, "i": i, "analytic": 0.1 * i} for name in ("W0", "b0", "W1")
+            for i in range(30)]                   # 90 rows, more than the report shows
+    _, headers, body = report.dict_table(rows)
+    assert headers == ["array", "i", "analytic"]
+    shown = [r[0] for r in body[:-1]]
+    assert {"W0", "b0", "W1"} <= set(shown) and len(shown) <= report.MAX_TABLE_ROWS
+    assert body[-1][0].startswith(f"... {90 - len(shown)} more rows")
