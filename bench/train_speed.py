@@ -28,13 +28,16 @@ Results: ``results/bench_train_speed.json``.
     python bench/train_speed.py --epochs 5
     python bench/train_speed.py --quick      # a smoke run in seconds (numbers not quotable)
 
-Run it on a quiet machine: anything else using the CPUs slows the three arms unequally.
+Run it on a quiet machine: anything else using the CPUs slows the three arms unequally (OpenBLAS,
+used by NumPy and scikit-learn, far more than TensorFlow); ``--threads 1`` puts every arm on one
+thread, a fair comparison that contention distorts less.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,7 +106,7 @@ def one_hot(y: np.ndarray, k: int = 10) -> np.ndarray:
 # The three arms: each returns seconds per epoch, per-epoch times (or None), test accuracy
 # ======================================================================================
 
-def train_numpy(params, X, y, X_test, y_test, epochs, seed):
+def train_numpy(params, X, y, X_test, y_test, epochs, seed, threads=None):
     import digits
     rng = deepnn_io.make_rng(seed)
     params = {k: v.copy() for k, v in params.items()}  # trained in place
@@ -117,7 +120,11 @@ def train_numpy(params, X, y, X_test, y_test, epochs, seed):
     return total / epochs, run["epoch_seconds"], accuracy
 
 
-def train_keras(params, X, y, X_test, y_test, epochs, seed):
+def train_keras(params, X, y, X_test, y_test, epochs, seed, threads=None):
+    import tensorflow as tf
+    if threads:  # before TensorFlow's first op; afterwards it can no longer change
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
     deepnn_io.seed_tensorflow(seed)
     model = keras.Sequential([keras.Input((X.shape[1],)),
@@ -146,7 +153,7 @@ def train_keras(params, X, y, X_test, y_test, epochs, seed):
     return total / epochs, epoch_seconds, accuracy
 
 
-def train_sklearn(params, X, y, X_test, y_test, epochs, seed):
+def train_sklearn(params, X, y, X_test, y_test, epochs, seed, threads=None):
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -178,6 +185,22 @@ def train_sklearn(params, X, y, X_test, y_test, epochs, seed):
 TRAINERS = {"numpy": train_numpy, "keras": train_keras, "sklearn": train_sklearn}
 
 
+def blas_threads(limit: int | None) -> str:
+    """Limit the BLAS thread pools to ``limit`` (None: leave them) and say what they use.
+
+    OpenBLAS's threads busy-wait: on a machine whose cores are taken by other work, small
+    matrix products with 2 threads ran over ten times slower here than with 1. Record it.
+    """
+    try:
+        import threadpoolctl  # installed with scikit-learn
+    except ImportError:
+        return "unknown (threadpoolctl missing)"
+    if limit:
+        threadpoolctl.threadpool_limits(limit)
+    return ", ".join(f"{p['internal_api']} {p['num_threads']}"
+                     for p in threadpoolctl.threadpool_info()) or "none found"
+
+
 # ======================================================================================
 # Main
 # ======================================================================================
@@ -188,7 +211,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs per arm ({EPOCHS})")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
                         help="which implementations to train (default: all three)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="limit every arm to N threads (OpenBLAS for NumPy and scikit-learn, "
+                             "TensorFlow's thread pools for Keras); default: each library's own")
     args = parser.parse_args(argv)
+    if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+        # OpenBLAS sizes its pool when NumPy loads; limiting it afterwards (threadpoolctl) was
+        # measured 2-4x slower than starting with the variable set. So: run again with it set.
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
+                   OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+        argv = sys.argv[1:] if argv is None else list(argv)
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve())] + argv, env=env)
+        if done.returncode:
+            raise SystemExit(done.returncode)
+        return deepnn_io.read_results(args.out, "bench", "train_speed")["metrics"]
+    blas = blas_threads(None)
     epochs = args.epochs or (QUICK["epochs"] if args.quick else EPOCHS)
     rng = deepnn_io.make_rng(args.seed)
     X, y, X_test, y_test = load_data(args.quick, rng)
@@ -198,7 +235,8 @@ def main(argv=None) -> dict:
                 "momentum": MOMENTUM, "initial_weights": "snapshot50.pkl",
                 "architecture": "784-300-10, tanh hidden, softmax output, cross-entropy",
                 "dtype": "float32", "train_images": len(X), "test_images": len(X_test),
-                "arms": args.arms, "cpu_count": os.cpu_count(),
+                "arms": args.arms, "cpu_count": os.cpu_count(), "threads": args.threads,
+                "blas_threads": blas,
                 "load_average_at_start": round(os.getloadavg()[0], 2)}
     print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
 
@@ -206,7 +244,7 @@ def main(argv=None) -> dict:
     metrics, timings = {}, {}
     for arm in args.arms:
         per_epoch, epoch_seconds, accuracy = TRAINERS[arm](params, X, y, X_test, y_test,
-                                                           epochs, args.seed)
+                                                           epochs, args.seed, args.threads)
         metrics[f"{arm}_seconds_per_epoch"] = per_epoch
         metrics[f"{arm}_test_accuracy"] = accuracy
         if epoch_seconds:
