@@ -361,15 +361,15 @@ def train_on_layer(features, labels, split, config: faces.TrainConfig, seed: int
             "val_cost": history["val_cost"][best], "seconds": t.seconds}
 
 
-def part7_test_accuracy(out: Path) -> float | None:
-    """metrics.test_accuracy of results/faces_part7.json (in --out, else the project), or None."""
-    for folder in (Path(out), deepnn_io.PROJECT_DIR):
-        record = deepnn_io.read_results(folder, "faces.py", "part7")
-        if record and record.get("metrics", {}).get("test_accuracy") is not None:
-            if record.get("quick"):
-                continue
-            return float(record["metrics"]["test_accuracy"])
-    return None
+def part7_test_accuracy(out: Path, n_test: int) -> float | None:
+    """metrics.test_accuracy of <out>/results/faces_part7.json, or None when it is missing, a
+    --quick run, or was measured on another number of test faces (then not the same test set)."""
+    record = deepnn_io.read_results(out, "faces.py", "part7")
+    if not record or record.get("quick") or record.get("metrics", {}).get("test_accuracy") is None:
+        return None
+    if record.get("settings", {}).get("split", {}).get("n_test", n_test) != n_test:
+        return None
+    return float(record["metrics"]["test_accuracy"])
 
 
 def error_rate_reduction(acc_here: float, acc_before: float | None) -> float | None:
@@ -452,11 +452,12 @@ def part10(config: Part10Config, ctx: RunContext) -> dict:
     layer = max(runs, key=lambda n: (runs[n]["accuracy"]["val"], -runs[n]["val_cost"]))
     best = runs[layer]
     acc = best["accuracy"]
-    before = part7_test_accuracy(ctx.out)
+    before = part7_test_accuracy(ctx.out, len(split["test"]))
     reduction = error_rate_reduction(acc["test"], before)
     log(f"chosen on validation: {prep['backbone']} {layer}; test accuracy {acc['test']:.4f}; "
         + (f"Part 7 {before:.4f} -> error-rate reduction {reduction:.1%}" if before is not None
-           else "results/faces_part7.json not found (run python faces.py part7): no reduction"))
+           else f"no full Part 7 result on these {len(split['test'])} test faces in "
+                f"{ctx.out}/results/faces_part7.json (run python faces.py part7): no reduction"))
 
     shape = prep["features"][layer].shape[1:]
     fig = faces.plot_learning_curves(
@@ -507,17 +508,22 @@ def part10(config: Part10Config, ctx: RunContext) -> dict:
     return metrics
 
 
-def spatial_map(weights: np.ndarray, grid_shape: tuple) -> np.ndarray:
-    """(D,) incoming weights (or per-feature contributions) -> (G, G) sum over channels of the
-    positive part: how much evidence *for* the unit comes from each position of the feature grid."""
-    return np.maximum(weights.reshape(grid_shape), 0).sum(axis=-1)
+def contribution_map(x: np.ndarray, w: np.ndarray, grid_shape: tuple) -> np.ndarray:
+    """Where a unit's input comes from: (D,) features x and (D,) incoming weights w -> (G, G).
+
+    Entry (i, j) = sum over channels c of x[i, j, c] * w[i, j, c]; the entries add up to the unit's
+    pre-activation minus its bias (x @ w), so the map splits that input exactly over the grid.
+    """
+    return (x * w).reshape(grid_shape).sum(axis=-1)
 
 
 def overlay(ax, image, heat, title):
-    """An RGB face with a G x G map stretched over it (bilinear), colour limits 0..max."""
+    """An RGB face with a signed G x G map stretched over it (bilinear): red raises the unit's
+    input, blue lowers it; colour limits symmetric, +-max|map| per panel."""
+    lim = max(float(np.abs(heat).max()), 1e-12)
     ax.imshow(image)
-    ax.imshow(heat, cmap="inferno", alpha=0.55, extent=(0, image.shape[1], image.shape[0], 0),
-              interpolation="bilinear", vmin=0, vmax=max(float(heat.max()), 1e-12))
+    ax.imshow(heat, cmap="RdBu_r", alpha=0.6, extent=(0, image.shape[1], image.shape[0], 0),
+              interpolation="bilinear", vmin=-lim, vmax=lim)
     ax.set_title(title, fontsize=7)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -547,70 +553,70 @@ def part11(config: Part11Config, p10: Part10Config, ctx: RunContext) -> dict:
     grid = prep["features"][layer].shape[1:]
     train = split["train"]
     H_act = model.hidden(X[train]).numpy()
+    pre = X[train] @ W0 + b0  # pre-activations: unlike tanh they do not saturate, so they rank
 
     import matplotlib.pyplot as plt
     n_cols = 1 + config.n_top
-    fig, axes = plt.subplots(len(actors), n_cols, figsize=(1.9 * n_cols, 2.1 * len(actors)))
+    fig, axes = plt.subplots(len(actors), n_cols, figsize=(1.9 * n_cols, 2.15 * len(actors)))
     axes = np.atleast_2d(axes)
-    units, same_actor = {}, []
+    units, same_actor, centre_share = {}, [], []
+    centre = np.zeros(grid[:2], bool)
+    g0, g1 = grid[0] // 4, grid[1] // 4
+    centre[g0:grid[0] - g0, g1:grid[1] - g1] = True
     for row, actor in enumerate(actors):
         a = actors.index(actor)
         scores = faces.unit_usefulness(H_act, labels[train], W1, a)
-        for u in np.argsort(scores)[::-1]:
-            if int(u) not in units.values():
-                break
-        u = int(u)
+        u = int(next(j for j in np.argsort(scores)[::-1] if int(j) not in units.values()))
         units[actor] = u
         sign = np.sign(W1[u, a]) or 1.0
-        w = W0[:, u] * sign  # positive = evidence for the actor through this unit
-        mean_face = prep["images"][train][labels[train] == a].mean(axis=0) / 255.0
-        overlay(axes[row, 0], mean_face, spatial_map(w, grid),
-                f"{actor}: unit {u}\nweights > 0 over mean face")
-        drive = H_act[:, u] * sign
+        w = W0[:, u] * sign  # signed so that a larger input means more evidence for the actor
+        own = train[labels[train] == a]
+        mean_map = contribution_map(X[own].mean(axis=0), w, grid)
+        centre_share.append(float(np.abs(mean_map)[centre].sum() / np.abs(mean_map).sum()))
+        mean_face = prep["images"][own].mean(axis=0) / 255.0
+        overlay(axes[row, 0], mean_face, mean_map,
+                f"{actor}: unit {u}\nmean input map, own faces")
+        drive = pre[:, u] * sign
         top = np.argsort(drive)[::-1]
         same_actor.append(float(np.mean(labels[train][top[:config.n_top_score]] == a)))
         for col, t in enumerate(top[:config.n_top], start=1):
             r = train[t]
-            contribution = X[r] * w  # each feature's share of the unit's input
-            overlay(axes[row, col], prep["images"][r], spatial_map(contribution, grid),
-                    f"#{col}: {actors[labels[r]].split()[-1]}\nh = {H_act[t, u]:+.2f}")
-    fig.suptitle(f"Part 11: hidden units on {prep['backbone']} {layer} {grid}: for each actor the "
-                 "unit that most raises their output. Column 1: where its positive weights are "
-                 "(sum over channels, on the mean face); then the training faces that drive it "
-                 "most, with where that drive came from", fontsize=8, wrap=True)
-    fig.tight_layout(rect=(0, 0, 1, 0.965))
+            overlay(axes[row, col], prep["images"][r], contribution_map(X[r], w, grid),
+                    f"#{col}: {actors[labels[r]].split()[-1]}\ninput {drive[t]:+.1f}")
+    fig.suptitle(f"Part 11: hidden units on {prep['backbone']} {layer} {grid}. Per actor the unit "
+                 "that most raises their output; colour = where on the face the unit's input comes "
+                 "from (sum over channels of feature x weight, red raises it). Column 1: averaged "
+                 "over the actor's training faces; then the 4 training faces that drive it most",
+                 fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     figures = [deepnn_io.save_figure(fig, ctx.out, "deepfaces_part11_units")]
 
-    # all units at once: the spatial weight maps of every hidden unit on the overall mean face
+    # every unit at once: its mean input map over all training faces, signed towards the actor
+    # whose output it raises most
     n = W0.shape[1]
     cols = min(8, n)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows))
     axes = np.atleast_1d(axes).ravel()
     overall = prep["images"][train].mean(axis=0) / 255.0
+    mean_x = X[train].mean(axis=0)
     favourite = W1.argmax(axis=1)
     for j, ax in enumerate(axes):
         if j < n:
-            overlay(ax, overall, spatial_map(W0[:, j] * np.sign(W1[j, favourite[j]]), grid),
-                    f"{j}: +{actors[favourite[j]].split()[-1]}")
+            overlay(ax, overall, contribution_map(mean_x, W0[:, j] * np.sign(W1[j, favourite[j]]),
+                                                  grid), f"{j}: +{actors[favourite[j]].split()[-1]}")
         else:
             ax.axis("off")
-    fig.suptitle(f"Part 11: every hidden unit's positive incoming weights per position of the "
-                 f"{grid[0]}x{grid[1]} grid (sum over channels), signed towards the actor it "
-                 "favours most, over the mean face", fontsize=8, wrap=True)
+    fig.suptitle(f"Part 11: every hidden unit's mean input map on the {grid[0]}x{grid[1]} grid "
+                 "(training faces; red raises the output of the actor named), over the mean face",
+                 fontsize=8, wrap=True)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     figures.append(deepnn_io.save_figure(fig, ctx.out, "deepfaces_part11_all_units"))
 
-    centre = np.zeros(grid[:2], bool)
-    g0, g1 = grid[0] // 4, grid[1] // 4
-    centre[g0:grid[0] - g0, g1:grid[1] - g1] = True
-    maps = np.stack([spatial_map(W0[:, units[a]] * (np.sign(W1[units[a], i]) or 1.0), grid)
-                     for i, a in enumerate(actors)])
-    centre_share = float(np.mean(maps[:, centre].sum(axis=1) / maps.sum(axis=(1, 2))))
     seconds = time.perf_counter() - clock
     metrics = {"test_accuracy": run["accuracy"]["test"],
                "top_faces_same_actor_fraction": float(np.mean(same_actor)),
-               "weight_share_central_region": centre_share,
+               "input_share_central_region": float(np.mean(centre_share)),
                "central_region_area_share": float(centre.mean()),
                **{f"unit_{a.split()[-1].lower()}": u for a, u in units.items()}}
     settings = {"backbone": prep["backbone"], "layer": layer, "feature_shape": list(grid),
@@ -618,16 +624,19 @@ def part11(config: Part11Config, p10: Part10Config, ctx: RunContext) -> dict:
                 "unit_selection": "per actor the unit with the largest faces.unit_usefulness "
                                   "score (W1[j, actor] x how much more the unit fires on the "
                                   "actor's training faces than on all), distinct units",
-                "maps": "sum over channels of max(0, W0[:, j] * sign(W1[j, actor])) per grid "
-                        "position (column 1), and of max(0, x * W0[:, j] * sign) for a face x; "
-                        "stretched bilinearly over the 227x227 face (a grid cell sees a larger "
-                        "receptive field than its square)",
+                "maps": "per grid position, sum over channels of x * W0[:, j] * sign(W1[j, actor]) "
+                        "(x: a face's features, or their mean over the actor's training faces in "
+                        "column 1): an exact split of the unit's input over the grid; stretched "
+                        "bilinearly over the 227x227 face (a grid cell's receptive field is larger "
+                        "than its square); faces ranked by pre-activation",
+                "input_share_central_region": "share of sum |mean map| in the central half "
+                                              "(by area) of the grid, averaged over the units",
                 "top_faces_same_actor_fraction": f"share of each unit's {config.n_top_score} most "
                                                  "driving training faces that show its actor"}
     deepnn_io.write_results(ctx.out, SCRIPT, "part11", seed=ctx.seed, quick=ctx.quick,
                             settings=settings, metrics=metrics, figures=figures, seconds=seconds)
-    log(f"part11: units {units}; top faces of the same actor {np.mean(same_actor):.2f}; positive "
-        f"weight in the central {centre.mean():.0%} of the grid: {centre_share:.0%}; "
+    log(f"part11: units {units}; top faces of the same actor {np.mean(same_actor):.2f}; input "
+        f"from the central {centre.mean():.0%} of the grid: {np.mean(centre_share):.0%}; "
         f"done in {seconds:.1f} s")
     return metrics
 

@@ -74,7 +74,7 @@ def test_alexnet_whole_path_and_cache_reuse(synthetic, monkeypatch):
     assert r10["quick"] is True
     for fig in r10["figures"] + r11["figures"]:
         assert (out / fig).stat().st_size > 1000
-    assert set(r11["metrics"]) >= {"top_faces_same_actor_fraction", "weight_share_central_region"}
+    assert set(r11["metrics"]) >= {"top_faces_same_actor_fraction", "input_share_central_region"}
     cache = list(synthetic["data"].glob("features_alexnet_conv4-pool1_*.npz"))
     assert len(cache) == 1
 
@@ -150,6 +150,16 @@ def test_split_made_as_faces_py_makes_it_when_missing(tmp_path, monkeypatch):
     gray_split = faces.assign_split(labels, groups, 7, 30, 15)
     for name in ("train", "val", "test"):
         assert set(face_ids[gray_split[name]]) == set(face_ids[rgb_order][rows[name]])
+
+
+def test_part7_accuracy_read_only_for_the_same_full_test_set(tmp_path):
+    assert deepfaces.part7_test_accuracy(tmp_path, 180) is None
+    for quick in (True, False):
+        deepnn_io.write_results(tmp_path, "faces.py", "part7", seed=0, quick=quick,
+                                settings={"split": {"n_test": 180}},
+                                metrics={"test_accuracy": 0.88}, figures=[], seconds=1.0)
+        assert deepfaces.part7_test_accuracy(tmp_path, 180) == (None if quick else 0.88)
+    assert deepfaces.part7_test_accuracy(tmp_path, 3) is None  # another test set
 
 
 def test_error_rate_reduction_and_feature_scaling():
