@@ -309,42 +309,19 @@ def evaluate_split(params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[float, f
 # ======================================================================================
 # Fast in-place gradients for training (same math as the *_backward functions above)
 # ======================================================================================
-# Each ``*_grad_into(params, X, Y, scale, work, into=None, beta=0.0)`` computes
-# ``into[k] <- scale * dC/dtheta_k + beta * into[k]`` for every key and returns ``into`` (by
-# default buffers kept in ``work``, with beta 0: then it is just the scaled gradient). The trainer
-# passes its momentum buffers as ``into``, beta = momentum and scale = -learning_rate / batch_size,
-# so the momentum update of each weight matrix happens inside the BLAS call that computes its
-# gradient (C <- alpha A^T B + beta C) and nothing is allocated per batch.
+# Each ``*_grad_into(params, X, Y, scale, work)`` writes ``scale * dC/dtheta`` into buffers kept in
+# ``work`` (allocated on the first call) and returns them as a dict keyed like ``params``. The
+# trainer passes scale = -learning_rate / batch_size, so the gradient arrives already as a step,
+# and nothing is allocated per batch.
 
 def _workspace(work: dict, params: dict, n: int, width: int, dtype) -> dict:
     if work.get("n") != n:
         work.clear()
-        work.update(n=n, grads={k: np.zeros_like(v) for k, v in params.items()},
+        work.update(n=n, grads={k: np.empty_like(v) for k, v in params.items()},
                     H=np.empty((n, width), dtype), O=np.empty((n, N_CLASSES), dtype),
                     dH=np.empty((n, width), dtype), tmp=np.empty((n, width), dtype),
-                    rowmax=np.empty((n, 1), dtype),
-                    colsum={k: np.empty_like(v) for k, v in params.items() if v.ndim == 1})
+                    rowmax=np.empty((n, 1), dtype))
     return work
-
-
-def _gemm_tn_into(A: np.ndarray, B: np.ndarray, out: np.ndarray, beta: float) -> None:
-    """out <- A^T B + beta out, in place: A (n, p), B (n, q), out (p, q), all C-contiguous.
-
-    One BLAS gemm on the transposed (Fortran-ordered) views, out^T = B^T A + beta out^T, so
-    neither a temporary product nor extra passes over ``out`` are needed.
-    """
-    import scipy.linalg.blas
-    gemm = scipy.linalg.blas.get_blas_funcs("gemm", (A, B, out))
-    result = gemm(1.0, B.T, A.T, beta=beta, c=out.T, trans_b=1, overwrite_c=1)
-    if not np.shares_memory(result, out):  # only if scipy had to copy (not for C-contiguous)
-        out[...] = result.T
-
-
-def _colsum_into(M: np.ndarray, out: np.ndarray, beta: float, tmp: np.ndarray) -> None:
-    """out <- sum over rows of M + beta out (M (n, k), out (k,))."""
-    np.sum(M, axis=0, out=tmp)
-    out *= beta
-    out += tmp
 
 
 def _softmax_minus_targets_inplace(O, Y, scale, rowmax):
@@ -358,41 +335,40 @@ def _softmax_minus_targets_inplace(O, Y, scale, rowmax):
     O *= scale
 
 
-def softmax_grad_into(params, X, Y, scale, work, into=None, beta=0.0):
-    """into <- scale * gradient of the softmax net's summed NLL + beta * into (see above)."""
+def softmax_grad_into(params, X, Y, scale, work):
+    """scale * gradient of the summed NLL of the softmax net, into reused buffers."""
     w = _workspace(work, params, len(X), 1, X.dtype)
-    g, O = (w["grads"] if into is None else into), w["O"]
+    g, O = w["grads"], w["O"]
     np.dot(X, params["W"], out=O)
     O += params["b"]
-    _softmax_minus_targets_inplace(O, Y, scale, w["rowmax"])   # O is now scale * dC/dO
-    _gemm_tn_into(X, O, g["W"], beta)                          # X^T dC/dO
-    _colsum_into(O, g["b"], beta, w["colsum"]["b"])
+    _softmax_minus_targets_inplace(O, Y, scale, w["rowmax"])
+    np.dot(X.T, O, out=g["W"])
+    np.sum(O, axis=0, out=g["b"])
     return g
 
 
-def tanh_grad_into(params, X, Y, scale, work, into=None, beta=0.0):
-    """into <- scale * gradient of the tanh net's summed NLL + beta * into (see above).
+def tanh_grad_into(params, X, Y, scale, work):
+    """scale * gradient of the summed NLL of the tanh net, into reused buffers.
 
     Two 100x784x300 matrix products dominate (forward X W0 and backward X^T dZ0); tanh is
     computed once and reused for its derivative 1 - H^2.
     """
     w = _workspace(work, params, len(X), params["W0"].shape[1], X.dtype)
-    g = w["grads"] if into is None else into
-    H, O, dH, tmp = w["H"], w["O"], w["dH"], w["tmp"]
+    g, H, O, dH, tmp = w["grads"], w["H"], w["O"], w["dH"], w["tmp"]
     np.dot(X, params["W0"], out=H)
     H += params["b0"]
     np.tanh(H, out=H)
     np.dot(H, params["W1"], out=O)
     O += params["b1"]
     _softmax_minus_targets_inplace(O, Y, scale, w["rowmax"])   # O is now scale * dC/dO
-    np.dot(O, params["W1"].T, out=dH)                          # before W1 is updated below
-    _gemm_tn_into(H, O, g["W1"], beta)                         # H^T dC/dO
-    _colsum_into(O, g["b1"], beta, w["colsum"]["b1"])
+    np.dot(H.T, O, out=g["W1"])
+    np.sum(O, axis=0, out=g["b1"])
+    np.dot(O, params["W1"].T, out=dH)
     np.multiply(H, H, out=tmp)
     np.subtract(1, tmp, out=tmp)
     dH *= tmp                                                  # scale * dC/dZ0
-    _gemm_tn_into(X, dH, g["W0"], beta)                        # X^T dC/dZ0
-    _colsum_into(dH, g["b0"], beta, w["colsum"]["b0"])
+    np.dot(X.T, dH, out=g["W0"])
+    np.sum(dH, axis=0, out=g["b0"])
     return g
 
 
@@ -437,8 +413,6 @@ def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config:
                   rng: np.random.Generator, evaluate=None, progress: bool = False) -> dict:
     """Train ``params`` in place by mini-batch SGD with momentum.
 
-    ``grad_into(params, Xb, Yb, scale, work, into=, beta=)`` is ``tanh_grad_into`` or
-    ``softmax_grad_into`` (or any function with their contract, see above).
     X (N, D) float32, Y (N, 10) one-hot float32. Each epoch visits the images in a fresh random
     order (``rng``); the last partial batch is dropped. Update per batch: v <- mu v - lr g,
     theta <- theta + v, with g the gradient of the mean cost over the batch (plus
@@ -469,11 +443,13 @@ def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config:
             if config.max_shift:
                 shift_images(xb, shifted, *rng.integers(-config.max_shift, config.max_shift + 1, 2))
                 xb, shifted = shifted, xb
-            # velocity <- momentum * velocity - lr * gradient, fused into the gradient's BLAS calls
-            grad_into(params, xb, yb, scale, work, into=velocity, beta=config.momentum)
-            for key in decayed:  # velocity += -lr * lambda * W, without a temporary array
-                velocity[key] += np.multiply(params[key], shrink, out=_scratch(work, key, params))
-            for key, v in velocity.items():
+            steps = grad_into(params, xb, yb, scale, work)
+            for key in decayed:  # step += -lr * lambda * W, without a temporary array
+                steps[key] += np.multiply(params[key], shrink, out=_scratch(work, key, params))
+            for key, step in steps.items():
+                v = velocity[key]
+                v *= config.momentum
+                v += step
                 params[key] += v
         iteration += n_batches
         epoch_seconds.append(time.perf_counter() - start)
