@@ -8,9 +8,9 @@ What it reproduces
   set over a sweep that includes the report's 300, 600 and 900; learning curves (accuracy and cost
   against iterations, for training, validation and test) and the test accuracy of the chosen network
   only, with its mean and spread over 5 training seeds on the same split.
-* Part 8 -- a scenario that needs regularisation (five training photos per actor and 900 hidden
-  units); an L2 weight-decay sweep on a log grid, lambda chosen on validation, and its test-set gain
-  over lambda = 0, averaged over 5 seeds.
+* Part 8 -- a scenario that needs regularisation (five training photos per actor, 300 hidden units
+  initialised 3x too large); an L2 weight-decay sweep on a log grid, lambda chosen on validation,
+  and its test-set gain over lambda = 0, averaged over 5 seeds.
 * Part 9 -- for two actors, the hidden units that contribute most to that actor's output, shown as
   60x60 weight images beside the actor's mean face.
 
@@ -28,8 +28,9 @@ Run
     python faces.py all            # part7 | part8 | part9 | all;  --seed 0 --quick --out DIR
     python faces.py part7 --actors "Alec Baldwin,Steve Carell"
 
-Needs ``data/faces_60x60_gray.npz`` from ``python get_all_imgs.py``. Cost on a quiet 2-core CPU:
-Part 7 about 2-3 minutes, ``all`` under 15 minutes (times are recorded in results/faces_*.json).
+Needs ``data/faces_60x60_gray.npz`` from ``python get_all_imgs.py``. Cost on a 2-core CPU: Part 7
+about 2-4 minutes, ``all`` about 7 minutes (times are recorded in results/faces_*.json). Part 7
+reaches about 88% test accuracy (the issue's target is 90%); Part 8's decay gains about 8 points.
 
 Conventions: rows are examples (X is N x D); labels are integers indexing ``actors``; W0 (D, H),
 b0 (H,), W1 (H, K), b1 (K,) as in the handout; accuracies are fractions in 0..1.
@@ -40,9 +41,8 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -120,9 +120,11 @@ class Part8Config:
 class Part9Config:
     actors: tuple = ("Fran Drescher", "Steve Carell")  # one actress, one actor
     n_units: int = 5             # units shown per actor
-    train: TrainConfig = TrainConfig(hidden_units=300, l2=1e-3)  # the report's 300 units; more
-    #                              decay than Part 7 so that the weight images are not dominated
-    #                              by what is left of the random initialisation
+    train: TrainConfig = TrainConfig(hidden_units=300, l2=1e-2, iterations=1500, patience=None,
+                                     early_stopping=False)
+    # the report's 300 units, 100x Part 7's decay and 1500 steps without early stopping: decay
+    # then has time to wipe out what is left of the random initialisation, and the weight images
+    # show face parts instead of pixel noise (test accuracy ~83% instead of ~85%)
     flip: bool = False           # keep left/right information in the weights we look at
 
 
@@ -635,16 +637,16 @@ def part7(config: Part7Config, ctx: RunContext) -> dict:
     sweep, train_cfg, n_seeds = config.hidden_sweep, config.train, config.n_seeds
     if ctx.quick:
         sweep, train_cfg, n_seeds = (16, 32), quick_train(train_cfg), 2
-    X, y, split_aug = augmented_features(data["images"], data["labels"], split, config.flip,
-                                         config.shifts if not ctx.quick else ())
+    shifts = () if ctx.quick else config.shifts
+    X, y, split_aug = augmented_features(data["images"], data["labels"], split, config.flip, shifts)
     preprocessing = PREPROCESSING + ("; training set enlarged with mirrored copies" if config.flip
-                                     else "") + (f" and copies shifted by {list(config.shifts)} "
-                                                 "pixels" if config.shifts else "")
+                                     else "") + (f" and copies shifted by {list(shifts)} (dy, dx) "
+                                                 "pixels" if shifts else "")
     log(f"part7: {len(data['labels'])} faces of {len(data['actors'])} actors; split train "
         f"{len(split['train'])} / val {len(split['val'])} / test {len(split['test'])}; "
         f"{dup_groups} near-duplicate groups kept within one split")
     log(describe_system(train_cfg, X.shape[1], len(data["actors"]), preprocessing)
-        .replace(f"-> {train_cfg.hidden_units} tanh", f"-> H tanh").replace(
+        .replace(f"-> {train_cfg.hidden_units} tanh", "-> H tanh").replace(
             "(fully connected)", f"(fully connected; H in {list(sweep)} chosen on validation)"))
 
     runs = {}
@@ -769,7 +771,8 @@ def part8(config: Part8Config, ctx: RunContext) -> dict:
                        else [f"{lam:g}" for lam in lambdas], rotation=45)
     ax.set_xlabel("L2 weight decay lambda (log scale; leftmost point is lambda = 0)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"Part 8: {n_per} training photos per actor, {cfg.hidden_units} hidden units")
+    ax.set_title(f"Part 8: {n_per} training photos per actor, {cfg.hidden_units} hidden units, "
+                 f"init {cfg.init_scale:g}x Glorot", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     figures = [deepnn_io.save_figure(fig, ctx.out, "faces_part8_lambda")]
@@ -842,7 +845,8 @@ def part9(config: Part9Config, ctx: RunContext) -> dict:
 
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(len(chosen_actors), n_units + 1,
-                             figsize=(2.1 * (n_units + 1), 2.4 * len(chosen_actors)))
+                             figsize=(2.1 * (n_units + 1) + 0.6, 2.6 * len(chosen_actors)),
+                             layout="constrained")
     chosen_units = {}
     for row, actor in enumerate(chosen_actors):
         a = names.index(actor)
@@ -853,20 +857,20 @@ def part9(config: Part9Config, ctx: RunContext) -> dict:
         mean_face = to_gray(data["images"][train][y[train] == a]).mean(axis=0)
         axes[row, 0].imshow(mean_face, cmap="gray")
         axes[row, 0].set_title(f"{actor}\nmean training face", fontsize=8)
-        for col, u in enumerate(units, start=1):
-            # tanh(h) feeds the logit with weight W1[u, a]: show W0 with that sign so that
-            # red = pixels that push the photo towards this actor
-            w = W0[:, u].reshape(Hgt, Wid) * np.sign(W1[u, a])
-            lim = np.abs(w).max()
+        # tanh(h) feeds the logit with weight W1[u, a]: show W0 with that sign so that
+        # red = pixels that push the photo towards this actor. One symmetric limit per row.
+        images = [W0[:, u].reshape(Hgt, Wid) * np.sign(W1[u, a]) for u in units]
+        lim = max(np.abs(w).max() for w in images)
+        for col, (u, w) in enumerate(zip(units, images), start=1):
             im = axes[row, col].imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim)
             axes[row, col].set_title(f"unit {u}\nscore {scores[u]:.2f}", fontsize=8)
-        fig.colorbar(im, ax=axes[row, -1], fraction=0.046)
+        fig.colorbar(im, ax=list(axes[row, 1:]), fraction=0.02, pad=0.01)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Part 9: incoming weights of the most useful hidden units (red: pushes towards "
-                 "the actor; colour limits symmetric per image)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle("Part 9: incoming weights of the most useful hidden units, on the per-image "
+                 "standardised pixels (red: pushes towards the actor; symmetric limits per row)",
+                 fontsize=9)
     figures = [deepnn_io.save_figure(fig, ctx.out, "faces_part9_units")]
 
     seconds = time.perf_counter() - clock
@@ -877,8 +881,9 @@ def part9(config: Part9Config, ctx: RunContext) -> dict:
                              "actor's training photos - its mean on all training photos): the "
                              "unit's average contribution to the actor's logit beyond an average "
                              "photo; the n units with the largest score are shown",
-                "display": "W0[:, j] reshaped to the image, times sign(W1[j, actor]); diverging "
-                           "colour map RdBu_r with limits +-max|w| per image"}
+                "display": "W0[:, j] / (training std of the pixel) reshaped to the image, times "
+                           "sign(W1[j, actor]); diverging colour map RdBu_r with limits +-max|w| "
+                           "over the row"}
     deepnn_io.write_results(ctx.out, SCRIPT, "part9", seed=ctx.seed, quick=ctx.quick,
                             settings=settings, metrics=metrics, figures=figures, seconds=seconds)
     log(f"part9 done in {seconds:.1f} s")
