@@ -184,6 +184,7 @@ def main(argv=None) -> dict:
               f"{measured['gflop_per_image']:.3f} GFLOP/image  {rate:7.1f} GFLOP/s  "
               f"{rate / peak['peak_gflops']:.1%} of peak")
     seconds = time.perf_counter() - clock
+    settings["load_average_at_end"] = round(os.getloadavg()[0], 2)  # other work during the run?
     command = " ".join(["python", "bench/features_speed.py"] + list(
         sys.argv[1:] if argv is None else argv))
     path = deepnn_io.write_results(

@@ -261,6 +261,7 @@ def main(argv=None) -> dict:
                 print(f"{arm} seconds per epoch / numpy's: "
                       f"{metrics[f'{arm}_over_numpy_ratio']:.2f}")
     seconds = time.perf_counter() - clock
+    settings["load_average_at_end"] = round(os.getloadavg()[0], 2)  # other work during the run?
     command = " ".join(["python", "bench/train_speed.py"] + list(
         sys.argv[1:] if argv is None else argv))
     path = deepnn_io.write_results(
