@@ -25,3 +25,32 @@ def real_input(name: str) -> Path:
 @pytest.fixture
 def real_data():
     return real_input
+
+
+@pytest.fixture(scope="session")
+def real_faces(tmp_path_factory):
+    """``real_faces("gray")`` / ``real_faces("rgb")``: path of the real 60x60 gray or 227x227 RGB
+    face dataset. Found on the data search path when built; otherwise built once per test session
+    from the shared FaceScrub cache (offline, about 10-20 s); the test is skipped when neither the
+    dataset nor the cache is there."""
+    import deepnn_io
+    built = {}
+
+    def get(mode: str) -> Path:
+        name = {"gray": "faces_60x60_gray.npz", "rgb": "faces_227x227_rgb.npz"}[mode]
+        found = deepnn_io.locate(name)
+        if found is not None:
+            return found
+        if not built:
+            import get_all_imgs
+            cache = deepnn_io.locate("uncropped")
+            lists = [deepnn_io.locate(n) for n in get_all_imgs.LIST_FILES]
+            if cache is None or None in lists:
+                pytest.skip(f"neither {name} nor the FaceScrub lists and uncropped/ cache are on "
+                            f"the data search path (DEEPNN_DATA={os.environ.get('DEEPNN_DATA')})")
+            dest = tmp_path_factory.mktemp("real_faces")
+            get_all_imgs.main(["--offline", "--dest", str(dest), "--out", str(dest)])
+            built["dir"] = dest
+        return built["dir"] / name
+
+    return get

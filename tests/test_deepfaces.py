@@ -173,12 +173,9 @@ def test_error_rate_reduction_and_feature_scaling():
     assert deepfaces.pool_factor(14, 14) == 2 and deepfaces.pool_factor(13, 14) == 1
 
 
-def test_real_mobilenet_weights_give_features_of_the_expected_shape(real_data):
+def test_real_mobilenet_weights_give_features_of_the_expected_shape(real_data, real_faces):
     path = real_data(deepfaces.MOBILENET_FILE)
-    faces_path = deepnn_io.locate("faces_227x227_rgb.npz")
-    if faces_path is None:
-        pytest.skip("faces_227x227_rgb.npz not built (python get_all_imgs.py)")
-    data = deepnn_io.load_npz(faces_path)
+    data = deepnn_io.load_npz(real_faces("rgb"))
     images = data["images"][[0, len(data["images"]) // 2, -1]]
     extract, pools, shapes = deepfaces.build_mobilenet(["conv_pw_11_relu", "conv_pw_13_relu"],
                                                        str(path), 1.0, 14)
