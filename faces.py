@@ -30,7 +30,8 @@ Run
 
 Needs ``data/faces_60x60_gray.npz`` from ``python get_all_imgs.py``. Cost on a 2-core CPU: Part 7
 about 2-4 minutes, ``all`` about 7 minutes (times are recorded in results/faces_*.json). Part 7
-reaches about 88% test accuracy (the issue's target is 90%); Part 8's decay gains about 8 points.
+reaches about 87-88% test accuracy (the issue's target is 90%; input noise, hidden dropout, histogram
+equalisation and blur did not raise validation accuracy); Part 8's decay gains about 8 points.
 
 Conventions: rows are examples (X is N x D); labels are integers indexing ``actors``; W0 (D, H),
 b0 (H,), W1 (H, K), b1 (K,) as in the handout; accuracies are fractions in 0..1.
@@ -88,6 +89,11 @@ class TrainConfig:
     momentum: float = 0.9            # only for sgd
     early_stopping: bool = True      # keep the weights of the evaluation with the best validation
     patience: int | None = 8         # stop after 8 evaluations (200 steps) without a better one
+    input_noise: float = 0.0         # std of Gaussian noise added to each training input (0: off);
+    #                                  0.5 and 1.0 did not raise Part 7's validation accuracy
+    dropout: float = 0.0             # dropout rate on the hidden units during training (0: off);
+    #                                  0.3 and 0.5 did not either (nor did histogram equalisation
+    #                                  or a Gaussian blur of the inputs)
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,9 @@ class Part7Config:
     hidden_sweep: tuple = (100, 300, 600, 900)  # the report's 300/600/900 and a smaller net
     train: TrainConfig = TrainConfig()
     flip: bool = True            # add mirrored training faces: a mirrored face keeps its identity
-    shifts: tuple = ((0, 2), (0, -2), (2, 0), (-2, 0))  # +-2 px shifted copies: crops are not aligned
+    shifts: tuple = tuple((dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2) if (dy, dx) != (0, 0))
+    # the 8 shifts by +-2 px (diagonals too): crops are not aligned. Mean validation over seeds 0-2
+    # at H = 900: 0.896 against 0.889 with the 4 axis shifts only (one image in 90 -- a small gain)
     n_seeds: int = 5             # training seeds for mean and spread (same split, same test set)
 
 
@@ -499,9 +507,15 @@ def train_classifier(X: np.ndarray, y: np.ndarray, split: dict, config: TrainCon
 
     @tf.function(autograph=False)  # no Python control flow inside: nothing to convert
     def train_step(xb, yb):
+        if config.input_noise > 0:  # Python constants: decided once, when the step is traced
+            xb = xb + config.input_noise * tf.random.normal(tf.shape(xb))
         with tf.GradientTape() as tape:
+            hidden = model.hidden(xb)
+            if config.dropout > 0:
+                hidden = tf.nn.dropout(hidden, rate=config.dropout)
+            logits = tf.matmul(hidden, W1) + model.params["b1"]
             cross_entropy = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=model(xb)))
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=logits))
             cost = cross_entropy + l2 * (tf.reduce_sum(W0 * W0) + tf.reduce_sum(W1 * W1))
         optimizer.apply_gradients(zip(tape.gradient(cost, model.variables), model.variables))
         return cost
