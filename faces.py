@@ -147,10 +147,6 @@ def quick_train(config: TrainConfig) -> TrainConfig:
 # Data: the face dataset, preprocessing, augmentation
 # ======================================================================================
 
-def dataset_name(size: tuple[int, int], mode: str) -> str:
-    return f"faces_{size[0]}x{size[1]}_{mode}.npz"
-
-
 def load_faces(size=DEFAULT_SIZE, mode=DEFAULT_MODE, path: Path | None = None,
                actors: list[str] | None = None) -> dict:
     """The face dataset as a dict (images, labels, actors, face_ids), optionally one file and a subset.
@@ -159,27 +155,15 @@ def load_faces(size=DEFAULT_SIZE, mode=DEFAULT_MODE, path: Path | None = None,
     With ``actors`` the rows of the other actors are dropped and labels renumbered 0..K-1 in the
     order given.
     """
-    if path is None:
-        try:
-            import get_all_imgs
-        except ModuleNotFoundError as err:
-            if err.name != "get_all_imgs":
-                raise
-            get_all_imgs = None
-        if get_all_imgs is not None and hasattr(get_all_imgs, "load_faces"):
-            data = get_all_imgs.load_faces(size=tuple(size), mode=mode)
-        else:
-            name = dataset_name(size, mode)
-            path = deepnn_io.locate(name)
-            if path is None:
-                raise deepnn_io.MissingInputError(deepnn_io.missing_message(
-                    name, extra="Build it with: python get_all_imgs.py"))
-            data = deepnn_io.load_npz(path)
+    import get_all_imgs
+    if path is None:  # found on the data search path, or an error saying how to build it
+        data = get_all_imgs.load_faces(size=tuple(size), mode=mode)
     else:
         data = deepnn_io.load_npz(path)
     for key in ("images", "labels", "actors", "face_ids"):
         if key not in data:
-            raise deepnn_io.InputFormatError(f"{path or dataset_name(size, mode)}: no array '{key}'; "
+            name = path or get_all_imgs.dataset_name(size, mode)
+            raise deepnn_io.InputFormatError(f"{name}: no array '{key}'; "
                                              "rebuild it with python get_all_imgs.py")
     data = {k: np.asarray(v) for k, v in data.items()}
     data["actors"] = np.asarray([str(a) for a in data["actors"]])

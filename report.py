@@ -474,6 +474,9 @@ def ours_text(ref: Ref, record: dict | None) -> tuple[str, bool | None]:
     else:
         value = (record.get("metrics") or {}).get(ref.ours)
         text = None if value is None else fmt_value(ref.ours, value)
+    if text is None and isinstance(ref.ours, tuple) and ref.ours[0] == "sweep":
+        # issue 4: the sweep is judged on validation; only the chosen model meets the test set
+        return "validation only (the chosen model alone is tested)", None
     if text is None:
         return "not recorded", None
     if record.get("quick"):

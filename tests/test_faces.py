@@ -206,10 +206,9 @@ def test_actor_subset(synthetic_npz, tmp_path):
         faces.load_faces(path=path, actors=["Nobody"])
 
 
-def test_real_faces_quick_part7_above_chance(real_data, tmp_path):
-    real_data("faces_60x60_gray.npz")
-    metrics = faces.main(["part7", "--quick", "--out", str(tmp_path),
-                          "--split-dir", str(tmp_path)])["part7"]
+def test_real_faces_quick_part7_above_chance(real_faces, tmp_path):
+    metrics = faces.main(["part7", "--quick", "--out", str(tmp_path), "--data",
+                          str(real_faces("gray")), "--split-dir", str(tmp_path)])["part7"]
     # six actors: chance 1/6; even the 60-step quick run reaches well over 0.5
     assert metrics["test_accuracy"] > 0.4
     assert metrics["duplicate_groups"] > 0
