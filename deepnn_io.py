@@ -398,7 +398,10 @@ def git_commit() -> str | None:
                              capture_output=True, text=True, timeout=5)
         if out.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # "-dirty" when code differs from the commit; the outputs (images/, results/, the
+        # report) and prose change during a run and do not make the numbers any less the code's
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "*.py", "requirements.txt"],
                                cwd=PROJECT_DIR, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
