@@ -385,12 +385,7 @@ def error_rate_reduction(acc_here: float, acc_before: float | None) -> float | N
 # Parts
 # ======================================================================================
 
-@dataclass
-class RunContext:
-    seed: int = deepnn_io.DEFAULT_SEED
-    quick: bool = False
-    out: Path = deepnn_io.PROJECT_DIR
-    log: object = print
+RunContext = faces.RunContext  # seed, quick, out, log (and faces.py's data options, unused here)
 
 
 def prepare(config: Part10Config, ctx: RunContext, layers=None) -> dict:

@@ -1,7 +1,6 @@
 """The shared module: search path, atomic writes, verified downloads, the safe unpickler."""
 import hashlib
 import http.server
-import io
 import json
 import os
 import pickle

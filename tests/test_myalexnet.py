@@ -4,7 +4,6 @@ Weights are generated here and saved in bvlc_alexnet.npy's format (np.save of a 
 [W, b] lists), so nothing here needs the real 233 MB file.
 """
 import os
-import pickle
 import sys
 
 import numpy as np
