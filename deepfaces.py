@@ -554,6 +554,9 @@ def part11(config: Part11Config, p10: Part10Config, ctx: RunContext) -> dict:
     n_cols = 1 + config.n_top
     fig, axes = plt.subplots(len(actors), n_cols, figsize=(1.9 * n_cols, 2.15 * len(actors)))
     axes = np.atleast_2d(axes)
+    # FaceScrub holds some photos twice (faces.py's near-duplicate groups): show a photo once
+    group_of = {fid: g for g, members in enumerate(faces.load_split(ctx.seed).get("groups", []))
+                for fid in members}
     units, same_actor, centre_share = {}, [], []
     centre = np.zeros(grid[:2], bool)
     g0, g1 = grid[0] // 4, grid[1] // 4
@@ -574,14 +577,22 @@ def part11(config: Part11Config, p10: Part10Config, ctx: RunContext) -> dict:
         drive = pre[:, u] * sign
         top = np.argsort(drive)[::-1]
         same_actor.append(float(np.mean(labels[train][top[:config.n_top_score]] == a)))
-        for col, t in enumerate(top[:config.n_top], start=1):
+        shown, seen = [], set()
+        for t in top:
+            key = group_of.get(int(prep["face_ids"][train[t]]), ("alone", int(t)))
+            if key not in seen:
+                seen.add(key)
+                shown.append(t)
+            if len(shown) == config.n_top:
+                break
+        for col, t in enumerate(shown, start=1):
             r = train[t]
             overlay(axes[row, col], prep["images"][r], contribution_map(X[r], w, grid),
                     f"#{col}: {actors[labels[r]].split()[-1]}\ninput {drive[t]:+.1f}")
     fig.suptitle(f"Part 11: hidden units on {prep['backbone']} {layer} {grid}. Per actor the unit "
                  "that most raises their output; colour = where on the face the unit's input comes "
                  "from (sum over channels of feature x weight, red raises it). Column 1: averaged "
-                 "over the actor's training faces; then the 4 training faces that drive it most",
+                 "over the actor's training faces; then the 4 training photos that drive it most",
                  fontsize=8, wrap=True)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     figures = [deepnn_io.save_figure(fig, ctx.out, "deepfaces_part11_units")]
