@@ -116,21 +116,25 @@ def missing_message(name: str, url: str | None = None, sha256: str | None = None
     return "\n".join(lines)
 
 
-def find_input(name: str, download: bool = True, timeout: float = 30.0) -> Path:
+def find_input(name: str, download: bool = True, timeout: float = 30.0,
+               dest_dir: Path | str | None = None) -> Path:
     """Path of the input ``name``: found on the search path, else downloaded into data/.
 
-    Raises MissingInputError with a message naming the file, the folders searched and the
-    address to get it from, when it is neither found nor downloadable.
+    ``dest_dir`` (default data/) is searched first and receives the download (tests and
+    ``--dest`` use a folder of their own). Raises MissingInputError with a message naming the
+    file, the folders searched and the address to get it from, when it is neither found nor
+    downloadable.
     """
-    found = locate(name)
+    dest_dir = Path(dest_dir) if dest_dir is not None else DATA_DIR
+    found = dest_dir / name if (dest_dir / name).exists() else locate(name)
     if found is not None:
         return found
     url, sha256 = KNOWN_INPUTS.get(name, (None, None))
-    problem = ""
+    problem = "" if download else "Downloads are off (--offline)."
     if download and url:
         try:
-            return download_file(url, DATA_DIR / name, sha256=sha256, timeout=timeout)
-        except (OSError, ValueError) as err:  # network down, HTTP error, hash mismatch
+            return download_file(url, dest_dir / name, sha256=sha256, timeout=timeout)
+        except OSError as err:  # DownloadError: network down, HTTP status, sha256 mismatch
             problem = f"Downloading {url} failed: {err}"
     raise MissingInputError(missing_message(name, url, sha256, problem))
 
@@ -433,21 +437,31 @@ def _jsonable(value):
     return value
 
 
+def _results_stem(script: str, part: str | None) -> str:
+    """digits.py + part4 -> digits_part4; get_all_imgs.py + None -> get_all_imgs;
+    bench/train_speed.py + None -> bench_train_speed."""
+    stem = "_".join(Path(script).with_suffix("").parts)
+    return f"{stem}_{part}" if part else stem
+
+
 def write_results(out_dir: Path | str, script: str, part: str | None, *, seed: int, quick: bool,
                   settings: dict, metrics: dict, figures: list[str], seconds: float,
                   extra: dict | None = None, timings: dict | None = None) -> Path:
     """Write <out>/results/<script>_<part>.json (see DESIGN.md) atomically; return its path.
 
-    ``part=None`` for a script without parts: the file is then results/<script>.json.
+    ``script`` is the path from the project folder (``digits.py``, ``bench/train_speed.py``);
+    ``part=None`` for a script without parts: the file is then results/<script>.json, with the
+    folder joined by "_" (results/bench_train_speed.json).
     """
-    stem = Path(script).stem
-    if Path(sys.argv[0]).name == f"{stem}.py":  # run from the command line: record it verbatim
-        command = " ".join(["python", f"{stem}.py"] + sys.argv[1:])
+    script = Path(script).as_posix()
+    invoked = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if invoked == (PROJECT_DIR / script).resolve():  # run from the command line: record it
+        command = " ".join(["python", script] + sys.argv[1:])
     else:  # called from a test or another script: the equivalent command
-        command = " ".join(["python", f"{stem}.py"] + ([part] if part else [])
+        command = " ".join(["python", script] + ([part] if part else [])
                            + ["--seed", str(seed)] + (["--quick"] if quick else []))
     record = {
-        "script": f"{stem}.py",
+        "script": script,
         "part": part,
         "command": command,
         "seed": seed,
@@ -460,14 +474,13 @@ def write_results(out_dir: Path | str, script: str, part: str | None, *, seed: i
     }
     if extra:
         record.update(extra)
-    path = Path(out_dir) / "results" / (f"{stem}_{part}.json" if part else f"{stem}.json")
+    path = Path(out_dir) / "results" / f"{_results_stem(script, part)}.json"
     atomic_write_text(path, json.dumps(_jsonable(record), indent=2, sort_keys=False) + "\n")
     return path
 
 
 def read_results(out_dir: Path | str, script: str, part: str | None) -> dict | None:
-    stem = Path(script).stem
-    path = Path(out_dir) / "results" / (f"{stem}_{part}.json" if part else f"{stem}.json")
+    path = Path(out_dir) / "results" / f"{_results_stem(script, part)}.json"
     if not path.exists():
         return None
     return json.loads(path.read_text())

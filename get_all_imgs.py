@@ -167,23 +167,6 @@ def read_list(path: Path) -> tuple[list[Row], list[int]]:
     return rows, bad
 
 
-def find_list(name: str, dest: Path, offline: bool, timeout: float) -> Path:
-    """A list file from <dest>, data/ or $DEEPNN_DATA; else downloaded into <dest> (sha256-checked)."""
-    if (dest / name).exists():
-        return dest / name
-    found = deepnn_io.locate(name)
-    if found is not None:
-        return found
-    url, sha = deepnn_io.KNOWN_INPUTS[name]
-    problem = "--offline: not downloading."
-    if not offline:
-        try:
-            return deepnn_io.download_file(url, dest / name, sha256=sha, timeout=timeout)
-        except OSError as err:  # DownloadError: network, HTTP status, sha256
-            problem = f"Downloading {url} failed: {err}"
-    raise deepnn_io.MissingInputError(deepnn_io.missing_message(name, url, sha, problem))
-
-
 class UnknownActorError(ValueError):
     """An actor asked for is in none of the lists."""
 
@@ -620,7 +603,8 @@ def run(config: Config, log=print) -> dict:
 
     all_rows, malformed = [], {}
     for name in LIST_FILES:
-        path = find_list(name, config.dest, config.offline, config.timeout)
+        path = deepnn_io.find_input(name, download=not config.offline, timeout=config.timeout,
+                                    dest_dir=config.dest)
         rows, bad = read_list(path)
         all_rows += rows
         if bad:

@@ -185,12 +185,9 @@ def main(argv=None) -> dict:
               f"{rate / peak['peak_gflops']:.1%} of peak")
     seconds = time.perf_counter() - clock
     settings["load_average_at_end"] = round(os.getloadavg()[0], 2)  # other work during the run?
-    command = " ".join(["python", "bench/features_speed.py"] + list(
-        sys.argv[1:] if argv is None else argv))
-    path = deepnn_io.write_results(
-        args.out, "bench", "features_speed", seed=args.seed, quick=args.quick, settings=settings,
-        metrics=metrics, figures=[], seconds=seconds, timings=timings,
-        extra={"script": "bench/features_speed.py", "command": command})
+    path = deepnn_io.write_results(  # results/bench_features_speed.json
+        args.out, "bench/features_speed.py", None, seed=args.seed, quick=args.quick, settings=settings,
+        metrics=metrics, figures=[], seconds=seconds, timings=timings)
     print(f"wrote {path} ({seconds:.1f} s)")
     return metrics
 

@@ -50,6 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import deepnn_io  # noqa: E402
+import digits  # noqa: E402  (NumPy only: importing it loads nothing heavy)
 
 # ======================================================================================
 # Settings: one table for all three arms
@@ -70,9 +71,9 @@ ARMS = ("numpy", "keras", "sklearn")
 
 def load_data(quick: bool, rng: np.random.Generator):
     """(X_train N x 784 float32 in [0, 1], y_train N ints, X_test, y_test) from digits.py."""
-    import digits
     data = digits.load_mnist()
-    X_train, y_train, X_test, y_test = digits_arrays(data)
+    X_train, y_train = digits.to_inputs(data["train_x"]), np.asarray(data["train_y"], np.int64)
+    X_test, y_test = digits.to_inputs(data["test_x"]), np.asarray(data["test_y"], np.int64)
     if quick:
         keep = rng.permutation(len(X_train))[:QUICK["train_images"]]
         X_train, y_train = X_train[keep], y_train[keep]
@@ -81,33 +82,11 @@ def load_data(quick: bool, rng: np.random.Generator):
     return X_train, y_train, X_test, y_test
 
 
-def digits_arrays(data: dict):
-    """digits.load_mnist's dict as four arrays: float32 pixels in [0, 1], int64 labels."""
-    X_train, y_train = data["train_x"], data["train_y"]
-    X_test, y_test = data["test_x"], data["test_y"]
-    import digits
-    return (digits.to_inputs(X_train), np.asarray(y_train, np.int64),
-            digits.to_inputs(X_test), np.asarray(y_test, np.int64))
-
-
-def initial_weights() -> dict:
-    """W0 784x300, b0 300, W1 300x10, b1 10 (float32) from snapshot50.pkl (shapes checked)."""
-    import digits
-    return digits.load_snapshot()
-
-
-def one_hot(y: np.ndarray, k: int = 10) -> np.ndarray:
-    out = np.zeros((len(y), k), np.float32)
-    out[np.arange(len(y)), y] = 1.0
-    return out
-
-
 # ======================================================================================
 # The three arms: each returns seconds per epoch, per-epoch times (or None), test accuracy
 # ======================================================================================
 
 def train_numpy(params, X, y, X_test, y_test, epochs, seed, threads=None):
-    import digits
     rng = deepnn_io.make_rng(seed)
     params = {k: v.copy() for k, v in params.items()}  # trained in place
     config = digits.TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
@@ -143,7 +122,7 @@ def train_keras(params, X, y, X_test, y_test, epochs, seed, threads=None):
             epoch_seconds.append(time.perf_counter() - self.start)
 
     epoch_seconds: list[float] = []
-    Y = one_hot(y, params["W1"].shape[1])
+    Y = digits.one_hot(y, params["W1"].shape[1])
     start = time.perf_counter()
     model.fit(X, Y, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True, verbose=0,
               callbacks=[EpochTimer()])
@@ -224,12 +203,12 @@ def main(argv=None) -> dict:
         done = subprocess.run([sys.executable, str(Path(__file__).resolve())] + argv, env=env)
         if done.returncode:
             raise SystemExit(done.returncode)
-        return deepnn_io.read_results(args.out, "bench", "train_speed")["metrics"]
+        return deepnn_io.read_results(args.out, "bench/train_speed.py", None)["metrics"]
     blas = blas_threads(None)
     epochs = args.epochs or (QUICK["epochs"] if args.quick else EPOCHS)
     rng = deepnn_io.make_rng(args.seed)
     X, y, X_test, y_test = load_data(args.quick, rng)
-    params = initial_weights()
+    params = digits.load_snapshot()  # W0 784x300, b0, W1 300x10, b1 (float32, shapes checked)
     settings = {"epochs": epochs, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
                 "learning_rate_convention": "per mean-over-batch gradient",
                 "momentum": MOMENTUM, "initial_weights": "snapshot50.pkl",
@@ -262,12 +241,9 @@ def main(argv=None) -> dict:
                       f"{metrics[f'{arm}_over_numpy_ratio']:.2f}")
     seconds = time.perf_counter() - clock
     settings["load_average_at_end"] = round(os.getloadavg()[0], 2)  # other work during the run?
-    command = " ".join(["python", "bench/train_speed.py"] + list(
-        sys.argv[1:] if argv is None else argv))
-    path = deepnn_io.write_results(
-        args.out, "bench", "train_speed", seed=args.seed, quick=args.quick, settings=settings,
-        metrics=metrics, figures=[], seconds=seconds, timings=timings,
-        extra={"script": "bench/train_speed.py", "command": command})
+    path = deepnn_io.write_results(  # results/bench_train_speed.json
+        args.out, "bench/train_speed.py", None, seed=args.seed, quick=args.quick, settings=settings,
+        metrics=metrics, figures=[], seconds=seconds, timings=timings)
     print(f"wrote {path} ({seconds:.1f} s)")
     return metrics
 
