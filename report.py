@@ -790,7 +790,7 @@ def to_markdown(blocks: list[tuple]) -> str:
 
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "_": r"\_\allowbreak{}", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
 _LATEX_UNICODE = {"≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "—": "---", "–": "--",
                   "⚠": "", "…": "...", "→": r"$\rightarrow$", "±": r"$\pm$", "−": "-"}
@@ -843,7 +843,7 @@ def to_latex(blocks: list[tuple]) -> str:
            r"\setlength{\parindent}{0pt}", r"\setlength{\parskip}{4pt}"]
     title = next((b[2] for b in blocks if b[0] == "h" and b[1] == 1), "Report")
     out += [r"\title{" + latex_escape(title) + "}", r"\date{}", r"\begin{document}",
-            r"\maketitle"]
+            r"\maketitle", r"\sloppy"]  # long file names in running text: stretch, not overrun
     for block in blocks:
         kind = block[0]
         if kind == "h":
@@ -858,9 +858,11 @@ def to_latex(blocks: list[tuple]) -> str:
                        + latex_inline(block[1]) + "}}\n")
         elif kind == "table":
             headers, rows = block[1], block[2]
-            width = f"{0.94 / max(len(headers), 1):.3f}\\linewidth"
+            # equal columns that, with their padding, fill the line exactly
+            width = f"\\dimexpr{0.99 / max(len(headers), 1):.3f}\\linewidth-2\\tabcolsep\\relax"
             spec = "".join(f"p{{{width}}}" for _ in headers)
-            lines = [r"{\small", f"\\begin{{longtable}}{{{spec}}}", r"\toprule",
+            size = r"{\small" if len(headers) <= 5 else r"{\scriptsize"  # wide tables: smaller
+            lines = [size, f"\\begin{{longtable}}{{{spec}}}", r"\toprule",
                      " & ".join(r"\textbf{" + latex_cell(h) + "}" for h in headers)
                      + r" \\", r"\midrule", r"\endhead"]
             lines += [" & ".join(latex_cell(c) for c in row) + r" \\" for row in rows]
