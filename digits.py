@@ -372,6 +372,9 @@ def tanh_grad_into(params, X, Y, scale, work):
     return g
 
 
+_GEMM: dict = {}   # dtype -> scipy's BLAS gemm for it (looked up once)
+
+
 def gemm_into(a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     """c <- alpha op(a) op(b) + beta c, in place, for C-ordered 2-D float arrays (BLAS gemm).
 
@@ -379,8 +382,10 @@ def gemm_into(a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     or the momentum decay into the product for free. BLAS is column-major, and a C-ordered
     array read column-major is its transpose, so we ask for c^T = op(b)^T op(a)^T.
     """
-    from scipy.linalg import blas
-    fn = blas.get_blas_funcs("gemm", (a, b, c))
+    fn = _GEMM.get(c.dtype)
+    if fn is None:
+        from scipy.linalg import blas
+        fn = _GEMM[c.dtype] = blas.get_blas_funcs("gemm", dtype=c.dtype)
     out = fn(alpha, b.T, a.T, beta=beta, c=c.T, trans_a=int(trans_b), trans_b=int(trans_a),
              overwrite_c=1)
     if not np.shares_memory(out, c):   # c was not C-contiguous or of another dtype: BLAS copied
