@@ -372,67 +372,6 @@ def tanh_grad_into(params, X, Y, scale, work):
     return g
 
 
-_GEMM: dict = {}   # dtype -> scipy's BLAS gemm for it (looked up once)
-
-
-def gemm_into(a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
-    """c <- alpha op(a) op(b) + beta c, in place, for C-ordered 2-D float arrays (BLAS gemm).
-
-    ``np.dot(..., out=c)`` can only overwrite ``c``; BLAS can also add into it, which folds a bias
-    or the momentum decay into the product for free. BLAS is column-major, and a C-ordered
-    array read column-major is its transpose, so we ask for c^T = op(b)^T op(a)^T.
-    """
-    fn = _GEMM.get(c.dtype)
-    if fn is None:
-        from scipy.linalg import blas
-        fn = _GEMM[c.dtype] = blas.get_blas_funcs("gemm", dtype=c.dtype)
-    out = fn(alpha, b.T, a.T, beta=beta, c=c.T, trans_a=int(trans_b), trans_b=int(trans_a),
-             overwrite_c=1)
-    if not np.shares_memory(out, c):   # c was not C-contiguous or of another dtype: BLAS copied
-        c[...] = out.T
-    return c
-
-
-def tanh_momentum_step(params, velocity, X, Y, lr, momentum, weight_decay, work):
-    """One step of SGD with momentum on the tanh net, fused: the same update as
-    ``tanh_grad_into`` followed by train_network's generic loop (a test checks they agree).
-
-    The velocities of W0 and W1 are the C operands of the backward products
-    (v <- momentum v - lr/N dC/dW in one BLAS call), and the biases are the C operands of the
-    forward ones, which saves three passes over the 784 x 300 weights per batch. All products go
-    through the same BLAS (scipy's): mixing two BLAS libraries, each with its own spinning
-    thread pool, costs more than it saves on two cores.
-    """
-    w = _workspace(work, params, len(X), params["W0"].shape[1], X.dtype)
-    H, O, dH, tmp = w["H"], w["O"], w["dH"], w["tmp"]
-    W0, b0, W1, b1 = params["W0"], params["b0"], params["W1"], params["b1"]
-    np.copyto(H, b0)
-    gemm_into(X, W0, H, beta=1.0)                          # H = X W0 + b0
-    np.tanh(H, out=H)
-    np.copyto(O, b1)
-    gemm_into(H, W1, O, beta=1.0)                          # O = H W1 + b1
-    _softmax_minus_targets_inplace(O, Y, -lr / len(X), w["rowmax"])  # O = -lr/N dC/dO
-    gemm_into(O, W1, dH, trans_b=True)                     # -lr/N dC/dH (W1 before its update)
-    np.multiply(H, H, out=tmp)
-    np.subtract(1, tmp, out=tmp)
-    dH *= tmp                                              # -lr/N dC/dZ0
-    gemm_into(H, O, velocity["W1"], trans_a=True, beta=momentum)
-    gemm_into(X, dH, velocity["W0"], trans_a=True, beta=momentum)
-    for key, dZ in (("b0", dH), ("b1", O)):
-        velocity[key] *= momentum
-        velocity[key] += dZ.sum(axis=0)
-    if weight_decay:   # v += -lr * lambda * W for the weight matrices, as in the generic loop
-        for key in ("W0", "W1"):
-            velocity[key] += np.multiply(params[key], -lr * weight_decay,
-                                         out=_scratch(work, key, params))
-    for key, v in velocity.items():
-        params[key] += v
-
-
-# Networks whose gradient function has a fused momentum step: train_network uses it.
-FUSED_STEPS = {tanh_grad_into: tanh_momentum_step}
-
-
 # ======================================================================================
 # Training: mini-batch SGD with momentum (shared by every network in this file)
 # ======================================================================================
@@ -471,8 +410,7 @@ class TrainConfig:
 
 
 def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config: TrainConfig,
-                  rng: np.random.Generator, evaluate=None, progress: bool = False,
-                  fused_step: bool = True) -> dict:
+                  rng: np.random.Generator, evaluate=None, progress: bool = False) -> dict:
     """Train ``params`` in place by mini-batch SGD with momentum.
 
     X (N, D) float32, Y (N, 10) one-hot float32. Each epoch visits the images in a fresh random
@@ -481,8 +419,6 @@ def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config:
     ``weight_decay * theta`` for the weight matrices, keys starting with "W"; biases are not decayed).
     ``evaluate(params, iteration)`` is called before training and after every epoch (its time is
     not counted in ``epoch_seconds``). Returns dict(epoch_seconds=[...], iterations=int).
-    Where ``grad_into`` has a fused step in FUSED_STEPS (the tanh net), that step does the same
-    update faster, unless ``fused_step=False``.
     """
     B = config.batch_size
     n_batches = len(X) // B
@@ -492,7 +428,6 @@ def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config:
     shifted = np.empty_like(xb) if config.max_shift else None
     work: dict = {}
     decayed = [k for k in params if k.startswith("W")] if config.weight_decay else []
-    fused = FUSED_STEPS.get(grad_into) if fused_step else None
     epoch_seconds, iteration = [], 0
     if evaluate:
         evaluate(params, 0)
@@ -508,10 +443,6 @@ def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config:
             if config.max_shift:
                 shift_images(xb, shifted, *rng.integers(-config.max_shift, config.max_shift + 1, 2))
                 xb, shifted = shifted, xb
-            if fused:
-                fused(params, velocity, xb, yb, config.rate(epoch), config.momentum,
-                      config.weight_decay, work)
-                continue
             steps = grad_into(params, xb, yb, scale, work)
             for key in decayed:  # step += -lr * lambda * W, without a temporary array
                 steps[key] += np.multiply(params[key], shrink, out=_scratch(work, key, params))

@@ -181,39 +181,6 @@ def test_weight_decay_shrinks_weight_matrices_only():
     np.testing.assert_array_equal(params["b"], 1.0)
 
 
-@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gemm_into_accumulates_in_place(trans_a, trans_b, dtype):
-    rng = np.random.default_rng(11)
-    A = rng.standard_normal((5, 7) if not trans_a else (7, 5)).astype(dtype)
-    B = rng.standard_normal((7, 3) if not trans_b else (3, 7)).astype(dtype)
-    C = rng.standard_normal((5, 3)).astype(dtype)
-    want = 0.5 * (A.T if trans_a else A) @ (B.T if trans_b else B) + 0.9 * C
-    out = digits.gemm_into(A, B, C, alpha=0.5, beta=0.9, trans_a=trans_a, trans_b=trans_b)
-    assert out is C
-    np.testing.assert_allclose(C, want, rtol=1e-5)
-    D = np.zeros((3, 5), dtype).T   # not C-contiguous: BLAS works on a copy, copied back
-    digits.gemm_into(A, B, D, trans_a=trans_a, trans_b=trans_b)
-    np.testing.assert_allclose(D, (A.T if trans_a else A) @ (B.T if trans_b else B), rtol=1e-5)
-
-
-@pytest.mark.parametrize("weight_decay,max_shift", [(0.0, 0), (1e-3, 1)])
-def test_fused_tanh_step_makes_the_same_update_as_the_generic_loop(weight_decay, max_shift):
-    rng = np.random.default_rng(12)
-    X = rng.random((300, 784)).astype(np.float32)
-    Y = digits.one_hot(rng.integers(0, 10, 300))
-    generic = digits.init_tanh_params(np.random.default_rng(1))
-    fused = {k: v.copy() for k, v in generic.items()}
-    config = digits.TrainConfig(epochs=2, batch_size=50, weight_decay=weight_decay,
-                                max_shift=max_shift)
-    digits.train_network(generic, digits.tanh_grad_into, X, Y, config, np.random.default_rng(2),
-                         fused_step=False)
-    digits.train_network(fused, digits.tanh_grad_into, X, Y, config, np.random.default_rng(2))
-    for k in generic:
-        assert np.abs(generic[k] - digits.init_tanh_params(np.random.default_rng(1))[k]).max() > 1e-4
-        np.testing.assert_allclose(fused[k], generic[k], rtol=1e-4, atol=1e-6)
-
-
 def test_backprop_equals_per_weight_gradients():
     rng = np.random.default_rng(6)
     Ws = [rng.standard_normal((5, 5)) / 2 for _ in range(3)]
