@@ -410,7 +410,8 @@ class TrainConfig:
 
 
 def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config: TrainConfig,
-                  rng: np.random.Generator, evaluate=None, progress: bool = False) -> dict:
+                  rng: np.random.Generator, evaluate=None, progress: bool = False,
+                  state: dict | None = None) -> dict:
     """Train ``params`` in place by mini-batch SGD with momentum.
 
     X (N, D) float32, Y (N, 10) one-hot float32. Each epoch visits the images in a fresh random
@@ -419,14 +420,19 @@ def train_network(params: dict, grad_into, X: np.ndarray, Y: np.ndarray, config:
     ``weight_decay * theta`` for the weight matrices, keys starting with "W"; biases are not decayed).
     ``evaluate(params, iteration)`` is called before training and after every epoch (its time is
     not counted in ``epoch_seconds``). Returns dict(epoch_seconds=[...], iterations=int).
+    Passing the same ``state`` dict to successive calls continues one run (the velocities carry
+    over), e.g. one epoch per call; the learning-rate schedule restarts with each call.
     """
     B = config.batch_size
     n_batches = len(X) // B
-    velocity = {k: np.zeros_like(v) for k, v in params.items()}
+    state = {} if state is None else state
+    if "velocity" not in state:
+        state["velocity"] = {k: np.zeros_like(v) for k, v in params.items()}
+    velocity = state["velocity"]
     xb = np.empty((B, X.shape[1]), X.dtype)
     yb = np.empty((B, Y.shape[1]), Y.dtype)
     shifted = np.empty_like(xb) if config.max_shift else None
-    work: dict = {}
+    work = state.setdefault("work", {})
     decayed = [k for k in params if k.startswith("W")] if config.weight_decay else []
     epoch_seconds, iteration = [], 0
     if evaluate:

@@ -7,6 +7,7 @@ in test_real_data when DEEPNN_DATA points at them.
 import json
 import os
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -179,6 +180,29 @@ def test_weight_decay_shrinks_weight_matrices_only():
     digits.train_network(params, zero_grad, X, Y, config, np.random.default_rng(0))
     np.testing.assert_allclose(params["W"], 1 - 0.1 * 0.5, rtol=1e-6)  # one step of -lr*lambda*W
     np.testing.assert_array_equal(params["b"], 1.0)
+
+
+def test_training_in_one_call_equals_training_an_epoch_per_call_with_state():
+    rng = np.random.default_rng(13)
+    X = rng.random((200, 784)).astype(np.float32)
+    Y = digits.one_hot(rng.integers(0, 10, 200))
+    config = digits.TrainConfig(epochs=3, batch_size=50, schedule="constant")
+    whole = digits.init_tanh_params(np.random.default_rng(1))
+    split = {k: v.copy() for k, v in whole.items()}
+    digits.train_network(whole, digits.tanh_grad_into, X, Y, config, np.random.default_rng(2))
+    state, order_rng = {}, np.random.default_rng(2)
+    for _ in range(3):
+        digits.train_network(split, digits.tanh_grad_into, X, Y, replace(config, epochs=1),
+                             order_rng, state=state)
+    for k in whole:
+        np.testing.assert_allclose(split[k], whole[k], rtol=1e-6, atol=1e-7)
+    # without the state the momentum restarts at zero: a different run
+    fresh = digits.init_tanh_params(np.random.default_rng(1))
+    order_rng = np.random.default_rng(2)
+    for _ in range(3):
+        digits.train_network(fresh, digits.tanh_grad_into, X, Y, replace(config, epochs=1),
+                             order_rng)
+    assert np.abs(fresh["W0"] - whole["W0"]).max() > 1e-4
 
 
 def test_backprop_equals_per_weight_gradients():
