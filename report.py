@@ -35,6 +35,7 @@ import csv
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -352,7 +353,7 @@ def fmt_value(name: str, value) -> str:
         # a curve or per-epoch times: what a reader looks for, not 30 numbers in a cell
         ordered = sorted(value)
         return (f"{len(value)} values: first {fmt_value(name, value[0])}, last "
-                f"{fmt_value(name, value[-1])}; median {fmt_value(name, ordered[len(value) // 2])}"
+                f"{fmt_value(name, value[-1])}; median {fmt_value(name, statistics.median(value))}"
                 f", range {fmt_value(name, ordered[0])} to {fmt_value(name, ordered[-1])}")
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return ", ".join(value)
@@ -887,8 +888,10 @@ def compile_pdf(tex_path: Path) -> str:
     """Run pdflatex twice on ``tex_path`` when it is installed; say what happened."""
     pdflatex = shutil.which("pdflatex")
     if pdflatex is None:
-        return ("pdflatex is not on PATH: wrote deepnn.tex only (install TeX Live, e.g. "
-                "texlive-latex-extra, and re-run to get deepnn.pdf)")
+        return ("pdflatex is not on PATH: wrote deepnn.tex only (install TeX Live, e.g. on "
+                "Debian: apt-get install --no-install-recommends texlive-latex-base "
+                "texlive-latex-recommended texlive-fonts-recommended lmodern; then re-run to "
+                "get deepnn.pdf)")
     for _ in range(2):  # the second pass settles references
         try:
             done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error",

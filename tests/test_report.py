@@ -270,3 +270,17 @@ def test_long_table_keeps_rows_of_every_group():
     shown = [r[0] for r in body[:-1]]
     assert {"W0", "b0", "W1"} <= set(shown) and len(shown) <= report.MAX_TABLE_ROWS
     assert body[-1][0].startswith(f"... {90 - len(shown)} more rows")
+
+
+def test_long_numeric_list_is_summarised_not_dumped():
+    seconds = [0.9, 0.5, 0.7] + [0.6] * 27
+    text = report.fmt_value("tanh_epoch_seconds", seconds)
+    assert text.startswith("30 values: first 0.9 s, last 0.6 s")
+    assert "median 0.6 s" in text and "range 0.5 s to 0.9 s" in text
+    assert report.fmt_value("x_seconds", [0.5, 0.7]) == "0.5 s, 0.7 s"  # short lists stay whole
+
+
+def test_latex_table_columns_fit_the_line_with_their_padding():
+    tex = report.to_latex([("table", ["a", "b", "c"], [["1", "2", "3"]])])
+    assert r"p{\dimexpr0.330\linewidth-2\tabcolsep\relax}" in tex
+    assert report.latex_escape("a_b") == r"a\_\allowbreak{}b"
