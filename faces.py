@@ -156,16 +156,16 @@ def quick_train(config: TrainConfig) -> TrainConfig:
 # ======================================================================================
 
 def load_faces(size=DEFAULT_SIZE, mode=DEFAULT_MODE, path: Path | None = None,
-               actors: list[str] | None = None) -> dict:
+               actors: list[str] | None = None, quick: bool = False) -> dict:
     """The face dataset as a dict (images, labels, actors, face_ids), optionally one file and a subset.
 
     Found through get_all_imgs.load_faces (data/ then DEEPNN_DATA) unless ``path`` names the .npz.
     With ``actors`` the rows of the other actors are dropped and labels renumbered 0..K-1 in the
-    order given.
+    order given. ``quick``: a --quick run, which may use get_all_imgs.py --quick's small datasets.
     """
     import get_all_imgs
     if path is None:  # found on the data search path, or an error saying how to build it
-        data = get_all_imgs.load_faces(size=tuple(size), mode=mode)
+        data = get_all_imgs.load_faces(size=tuple(size), mode=mode, quick=quick)
     else:
         data = deepnn_io.load_npz(path)
     for key in ("images", "labels", "actors", "face_ids"):
@@ -627,10 +627,33 @@ class RunContext:
     log: object = print
 
 
+def split_sizes(labels: np.ndarray, quick: bool) -> tuple[int, int]:
+    """Test and validation photos per actor: the handout's 30 and 15, except in a --quick run on
+    a dataset too small for them (get_all_imgs.py --quick), which holds out a third and a sixth
+    of the smallest actor's photos (at least one each)."""
+    n_test, n_val = SplitConfig.n_test, SplitConfig.n_val
+    smallest = int(np.bincount(labels).min())
+    if quick and smallest < n_test + 2 * n_val:
+        n_test, n_val = max(1, smallest // 3), max(1, smallest // 6)
+    return n_test, n_val
+
+
+def split_dir_of(ctx: RunContext) -> Path | None:
+    """Where this run's split file lives: ``ctx.split_dir`` (None: data/). A --quick run on the
+    small datasets of get_all_imgs.py --quick keeps its split beside them in data/quick/, so
+    that it never replaces the real one."""
+    import get_all_imgs
+    if (ctx.split_dir is None and ctx.quick and ctx.data is None
+            and get_all_imgs.quick_dataset_path(ctx.size, DEFAULT_MODE) is not None):
+        return deepnn_io.DATA_DIR / "quick"
+    return ctx.split_dir
+
+
 def load_data_and_split(ctx: RunContext) -> tuple[dict, dict]:
-    data = load_faces(ctx.size, DEFAULT_MODE, ctx.data, ctx.actors)
+    data = load_faces(ctx.size, DEFAULT_MODE, ctx.data, ctx.actors, quick=ctx.quick)
     split = get_split(data["face_ids"], data["labels"], data["images"], ctx.seed,
-                      SplitConfig.n_test, SplitConfig.n_val, split_dir=ctx.split_dir)
+                      *split_sizes(data["labels"], ctx.quick),
+                      split_dir=split_dir_of(ctx))
     return data, split
 
 
@@ -639,7 +662,7 @@ def part7(config: Part7Config, ctx: RunContext) -> dict:
     clock = time.perf_counter()
     log = ctx.log
     data, split = load_data_and_split(ctx)
-    dup_groups = load_split(ctx.seed, ctx.split_dir)["duplicate_groups"]
+    dup_groups = load_split(ctx.seed, split_dir_of(ctx))["duplicate_groups"]
     sweep, train_cfg, n_seeds = config.hidden_sweep, config.train, config.n_seeds
     if ctx.quick:
         sweep, train_cfg, n_seeds = (16, 32), quick_train(train_cfg), 2
@@ -736,6 +759,7 @@ def part8(config: Part8Config, ctx: RunContext) -> dict:
     if ctx.quick:
         cfg = dataclasses.replace(cfg, hidden_units=64, iterations=60, eval_every=60)
         lambdas, n_seeds = (0.0, 1e-3, 1e-1), 2
+        n_per = min(n_per, int(np.bincount(y[split["train"]]).min()))  # a tiny quick dataset
     cfg = dataclasses.replace(cfg, batch_size=n_per * len(data["actors"]))  # full batch
     log(f"part8: {n_per} training photos per actor, {cfg.hidden_units} hidden units, "
         f"lambdas {list(lambdas)}, {n_seeds} seeds")

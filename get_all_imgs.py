@@ -501,18 +501,31 @@ def build_command(size=(60, 60), mode: str = "gray") -> str:
     return f"python get_all_imgs.py{extra}"
 
 
-def load_faces(size=(60, 60), mode: str = "gray") -> dict[str, np.ndarray]:
+def quick_dataset_path(size=(60, 60), mode: str = "gray") -> Path | None:
+    """The small dataset that ``get_all_imgs.py --quick`` wrote to data/quick/, when a --quick
+    run is to use it: the full dataset is nowhere on the search path. Otherwise None."""
+    small = dataset_path(size, mode, deepnn_io.DATA_DIR / "quick")
+    if deepnn_io.locate(dataset_name(size, mode)) is None and small.exists():
+        return small
+    return None
+
+
+def load_faces(size=(60, 60), mode: str = "gray", quick: bool = False) -> dict[str, np.ndarray]:
     """The face dataset of ``size`` (H, W) and ``mode`` as a dict of arrays (see the docstring).
 
     Found through data/ then $DEEPNN_DATA; MissingInputError says how to build it when absent.
+    With ``quick`` (a --quick run of faces.py or deepfaces.py) the small datasets that
+    ``get_all_imgs.py --quick`` writes to data/quick/ serve when the full ones are absent.
     """
     name = dataset_name(size, mode)
-    path = deepnn_io.locate(name)
+    path = deepnn_io.locate(name) or (quick_dataset_path(size, mode) if quick else None)
     if path is None:
-        where = ", ".join(str(d) for d in deepnn_io.search_dirs())
+        where = [str(d) for d in deepnn_io.search_dirs()] + (
+            [str(deepnn_io.DATA_DIR / "quick")] if quick else [])
         raise deepnn_io.MissingInputError(
-            f"Face dataset '{name}' was not found (looked in: {where}). Build it with: "
-            f"{build_command(size, mode)}")
+            f"Face dataset '{name}' was not found (looked in: {', '.join(where)}). Build it "
+            f"with: {build_command(size, mode)}"
+            + (" (or, for a --quick run, add --quick)" if quick else ""))
     data = deepnn_io.load_npz(path)
     missing = {"images", "labels", "actors", "face_ids", "sha256"} - set(data)
     if missing:

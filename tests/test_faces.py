@@ -212,3 +212,23 @@ def test_real_faces_quick_part7_above_chance(real_faces, tmp_path):
     # six actors: chance 1/6; even the 60-step quick run reaches well over 0.5
     assert metrics["test_accuracy"] > 0.4
     assert metrics["duplicate_groups"] > 0
+
+
+def test_quick_run_falls_back_to_the_quick_dataset_and_keeps_its_split_apart(tmp_path,
+                                                                              monkeypatch):
+    import get_all_imgs
+    monkeypatch.setattr(deepnn_io, "DATA_DIR", tmp_path / "data")
+    monkeypatch.delenv("DEEPNN_DATA", raising=False)
+    data, _ = synthetic_faces(n_per_actor=9, side=60, n_dup_groups=0)
+    quick_dir = tmp_path / "data" / "quick"  # where get_all_imgs.py --quick writes
+    deepnn_io.save_npz_atomic(quick_dir / "faces_60x60_gray.npz", **data)
+    with pytest.raises(deepnn_io.MissingInputError, match="python get_all_imgs.py"):
+        get_all_imgs.load_faces((60, 60), "gray")  # a full run never takes the small dataset
+    assert len(get_all_imgs.load_faces((60, 60), "gray", quick=True)["labels"]) == 27
+    assert faces.split_sizes(data["labels"], quick=True) == (3, 1)   # a third and a sixth of 9
+    assert faces.split_sizes(data["labels"], quick=False) == (30, 15)
+    faces.main(["part7", "--quick", "--out", str(tmp_path / "out")])
+    assert (quick_dir / "faces_split_seed0.json").exists()
+    assert not (tmp_path / "data" / "faces_split_seed0.json").exists()  # the real split's place
+    record = json.loads((tmp_path / "out" / "results" / "faces_part7.json").read_text())
+    assert record["settings"]["split"]["n_test"] == 9 and record["quick"] is True
