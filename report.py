@@ -870,11 +870,12 @@ def to_latex(blocks: list[tuple]) -> str:
             lines += [r"\bottomrule", r"\end{longtable}}"]
             out.append("\n".join(lines))
         elif kind == "img":
-            out.append("\n".join([r"\begin{figure}[h!]", r"\centering",
+            # not a float: a figure stays in its own section, where the text refers to it
+            out.append("\n".join([r"\begin{center}",
                                   f"\\includegraphics[width=0.8\\linewidth,height=0.45\\textheight,"
                                   f"keepaspectratio]{{{block[1]}}}",
-                                  r"\caption*{" + latex_escape(block[2]) + "}",
-                                  r"\end{figure}"]))
+                                  r"\captionof*{figure}{" + latex_escape(block[2]) + "}",
+                                  r"\end{center}"]))
         elif kind == "code":
             code = "".join(_ASCII_CODE.get(ch, ch if ord(ch) < 128 else "?") for ch in block[2])
             caption = re.sub(r"`([^`]*)`", r"\1", block[1]).replace("{", "(").replace("}", ")")
