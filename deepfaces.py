@@ -105,17 +105,18 @@ class Part11Config:
 # Data: the faces and faces.py's split
 # ======================================================================================
 
-def load_split_rows(face_ids: np.ndarray, seed: int, log=print, quick: bool = False,
-                    split_dir: Path | None = None) -> dict[str, np.ndarray]:
+def load_split_rows(face_ids: np.ndarray, seed: int, log=print,
+                    quick: bool = False) -> dict[str, np.ndarray]:
     """Rows of the RGB dataset in faces.py's train / val / test split of ``seed``.
 
     The split is faces.py's saved data/faces_split_seed<seed>.json. When it is missing it is made
     exactly as ``python faces.py part7 --seed <seed>`` makes it (on the 60x60 grayscale faces, whose
     near-duplicate groups define it) and saved; the face ids then select the same photos here.
-    ``split_dir``: where the split file is (None: data/; a --quick run on a tiny dataset passes
-    faces.split_dir_of's answer, data/quick/).
+    A --quick run on get_all_imgs.py --quick's tiny datasets finds it in data/quick/ instead
+    (faces.split_dir_of).
     """
     ctx = faces.RunContext(seed=seed, log=log, quick=quick)
+    split_dir = faces.split_dir_of(ctx)
     try:
         saved = faces.load_split(seed, split_dir)
     except deepnn_io.MissingInputError:
@@ -397,8 +398,7 @@ def prepare(config: Part10Config, ctx: RunContext, layers=None) -> dict:
     log = ctx.log
     data = faces.load_faces(FACES_SIZE, "rgb", quick=ctx.quick)
     labels = data["labels"].astype(np.int64)
-    split_dir = faces.split_dir_of(ctx)
-    split = load_split_rows(data["face_ids"], ctx.seed, log, quick=ctx.quick, split_dir=split_dir)
+    split = load_split_rows(data["face_ids"], ctx.seed, log, quick=ctx.quick)
     if ctx.quick:
         split = quick_subset(labels, split, config.quick_per_split, deepnn_io.make_rng(ctx.seed))
     used = np.sort(np.concatenate([split[k] for k in ("train", "val", "test")]))
@@ -421,7 +421,7 @@ def prepare(config: Part10Config, ctx: RunContext, layers=None) -> dict:
                              config, ctx.seed, log)
     split_aug = dict(split, train=np.concatenate([train, n + np.arange(len(mirrored))]),
                      train_eval=train)
-    return {"images": images, "labels": labels, "face_ids": face_ids, "split_dir": split_dir,
+    return {"images": images, "labels": labels, "face_ids": face_ids,
             "labels_aug": np.concatenate([labels, labels[train][:len(mirrored)]]),
             "split_aug": split_aug, "actors": [str(a) for a in data["actors"]], "split": split,
             "backbone": backbone, "layers": layers, **feats}
@@ -560,8 +560,8 @@ def part11(config: Part11Config, p10: Part10Config, ctx: RunContext) -> dict:
     fig, axes = plt.subplots(len(actors), n_cols, figsize=(1.9 * n_cols, 2.15 * len(actors)))
     axes = np.atleast_2d(axes)
     # FaceScrub holds some photos twice (faces.py's near-duplicate groups): show a photo once
-    group_of = {fid: g for g, members in enumerate(faces.load_split(ctx.seed, prep["split_dir"]).get("groups", []))
-                for fid in members}
+    groups = faces.load_split(ctx.seed, faces.split_dir_of(ctx)).get("groups", [])
+    group_of = {fid: g for g, members in enumerate(groups) for fid in members}
     units, same_actor, centre_share = {}, [], []
     centre = np.zeros(grid[:2], bool)
     g0, g1 = grid[0] // 4, grid[1] // 4
