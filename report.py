@@ -351,10 +351,9 @@ def fmt_value(name: str, value) -> str:
     if (isinstance(value, list) and len(value) > 12
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         # a curve or per-epoch times: what a reader looks for, not 30 numbers in a cell
-        ordered = sorted(value)
         return (f"{len(value)} values: first {fmt_value(name, value[0])}, last "
                 f"{fmt_value(name, value[-1])}; median {fmt_value(name, statistics.median(value))}"
-                f", range {fmt_value(name, ordered[0])} to {fmt_value(name, ordered[-1])}")
+                f", range {fmt_value(name, min(value))} to {fmt_value(name, max(value))}")
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return ", ".join(value)
     if isinstance(value, (list, dict)):
