@@ -6,16 +6,17 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROJECT = Path(__file__).resolve().parents[1]
 if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
+import apparatus  # noqa: E402  (quietens TensorFlow before any test imports it)
+from apparatus import facedata, inputs  # noqa: E402
+
 
 def real_input(name: str) -> Path:
     """Path of a real input found through data/ and DEEPNN_DATA, or skip the test with a reason."""
-    import deepnn_io
-    path = deepnn_io.locate(name)
+    path = inputs.locate(name)
     if path is None:
         pytest.skip(f"real input '{name}' not found in data/ or DEEPNN_DATA "
                     f"({os.environ.get('DEEPNN_DATA', 'unset')})")
@@ -30,22 +31,20 @@ def real_data():
 @pytest.fixture(scope="session")
 def real_faces(tmp_path_factory):
     """``real_faces("gray")`` / ``real_faces("rgb")``: path of the real 60x60 gray or 227x227 RGB
-    face dataset. Found on the data search path when built; otherwise built once per test session
-    from the shared FaceScrub cache (offline, about 10-20 s); the test is skipped when neither the
-    dataset nor the cache is there."""
-    import deepnn_io
+    dataset of the six default actors. Found on the data search path when built; otherwise built
+    once per test session from the shared FaceScrub cache (offline, about 10 s); skipped when
+    neither is there."""
     built = {}
 
     def get(mode: str) -> Path:
-        name = {"gray": "faces_60x60_gray.npz", "rgb": "faces_227x227_rgb.npz"}[mode]
-        found = deepnn_io.locate(name)
+        size = {"gray": (60, 60), "rgb": (227, 227)}[mode]
+        name = facedata.dataset_name(facedata.DEFAULT_ACTORS, size, mode)
+        found = inputs.locate(name)
         if found is not None:
             return found
         if not built:
             import get_all_imgs
-            cache = deepnn_io.locate("uncropped")
-            lists = [deepnn_io.locate(n) for n in get_all_imgs.LIST_FILES]
-            if cache is None or None in lists:
+            if inputs.locate("uncropped") is None or inputs.locate("facescrub_actors.txt") is None:
                 pytest.skip(f"neither {name} nor the FaceScrub lists and uncropped/ cache are on "
                             f"the data search path (DEEPNN_DATA={os.environ.get('DEEPNN_DATA')})")
             dest = tmp_path_factory.mktemp("real_faces")

@@ -1,0 +1,263 @@
+"""One run of a script: settings, seed, where outputs go, figures and results files.
+
+Settings. Each part has a frozen dataclass of settings, one short comment per field, and a class
+attribute ``QUICK`` (a dict) with the values of a ``--quick`` run. ``Run.settings(Part7)`` gives
+the effective settings: defaults, then ``QUICK`` when ``--quick``, then each ``--set name=value``
+whose name is a field (values are Python literals: ``600``, ``1e-3``, ``(300,600)``, ``True``).
+
+Outputs. The full run of the default settings writes ``images/`` and ``results/`` of the project.
+Any other run (``--quick``, ``--set``, another seed or actor set) is a trial and writes under
+``runs/<tag>/`` (``runs/quick-seed1/`` ...) unless ``--out DIR`` says where; it never writes over
+the committed results. Each part writes ``results/<script>_<part>.json``:
+``{script, part, command, seed, quick, trial, git_commit, settings, timings, metrics, figures}``.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from apparatus import inputs
+from apparatus.inputs import PROJECT_DIR, UserError
+
+DEFAULT_SEED = 0
+RUNS_DIR = PROJECT_DIR / "runs"
+
+
+# ======================================================================================
+# Settings: defaults, the --quick preset, --set overrides
+# ======================================================================================
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """``["hidden_units=600", "l2=1e-3"]`` -> ``{"hidden_units": 600, "l2": 0.001}``."""
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise UserError(f"--set {pair!r}: write name=value, e.g. --set hidden_units=600")
+        try:
+            out[name.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            out[name.strip()] = text.strip()  # a bare word is a string: --set optimizer=sgd
+    return out
+
+
+def coerce(cls, name: str, value):
+    """``value`` in the type of field ``name``'s default (a number in a tuple field -> 1-tuple)."""
+    default = getattr(cls, name, None)
+    if isinstance(default, tuple) and not isinstance(value, (tuple, list)):
+        value = (value,)
+    if isinstance(default, tuple):
+        return tuple(value)
+    if isinstance(default, bool) or default is None:
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, (int, float, str)) and type(value) is not type(default):
+        raise UserError(f"--set {name}={value!r}: expected a {type(default).__name__} "
+                        f"like its default {default!r}")
+    return value
+
+
+def make_settings(cls, quick: bool = False, overrides: dict | None = None):
+    """The effective settings of one part: defaults, ``cls.QUICK`` if quick, then overrides."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    changes = dict(getattr(cls, "QUICK", {})) if quick else {}
+    changes.update({k: coerce(cls, k, v) for k, v in (overrides or {}).items() if k in names})
+    return dataclasses.replace(cls(), **changes)
+
+
+# ======================================================================================
+# The run
+# ======================================================================================
+
+def git_commit() -> str | None:
+    """The short commit of the code, with "-dirty" when a tracked .py file differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR,
+                              capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "*.py", "templates"], cwd=PROJECT_DIR, capture_output=True,
+                               text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode:
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+@dataclasses.dataclass
+class Run:
+    """What every part of a script gets: the seed, the trial flags and where outputs go."""
+    script: str                      # "digits.py", "bench/train_speed.py"
+    seed: int = DEFAULT_SEED
+    quick: bool = False
+    overrides: dict = dataclasses.field(default_factory=dict)   # --set name=value
+    tags: tuple = ()                 # other non-default options (e.g. the actor set)
+    out: Path | None = None          # None: the project for a default run, else runs/<tag>/
+    command: str = ""
+
+    def __post_init__(self):
+        if self.out is None:
+            self.out = RUNS_DIR / self.tag if self.trial else PROJECT_DIR
+        self.out = Path(self.out)
+
+    @property
+    def trial(self) -> bool:
+        return bool(self.quick or self.overrides or self.seed != DEFAULT_SEED or self.tags)
+
+    @property
+    def tag(self) -> str:
+        """A folder name that says what makes the run a trial: ``quick-seed1-l2=0.001``."""
+        words = (["quick"] if self.quick else []) + (
+            [f"seed{self.seed}"] if self.seed != DEFAULT_SEED else []) + list(self.tags) + [
+            f"{k}={v}" for k, v in sorted(self.overrides.items())]
+        return re.sub(r"[^A-Za-z0-9=.,_+-]", "", "-".join(words)) or "default"
+
+    def settings(self, cls):
+        return make_settings(cls, self.quick, self.overrides)
+
+    def rng(self, *stream: int) -> np.random.Generator:
+        """The NumPy generator of one stream of this run (e.g. one per part)."""
+        return np.random.default_rng([self.seed, *stream])
+
+    def figure(self, fig, name: str, dpi: int = 120) -> str:
+        """Save a matplotlib figure as ``<out>/images/<name>.png``, close it; the relative path."""
+        import matplotlib.pyplot as plt
+        with inputs.atomic_path(self.out / "images" / f"{name}.png") as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        plt.close(fig)
+        return f"images/{name}.png"
+
+    def record(self, part: str | None, settings, metrics: dict, figures: list[str],
+               seconds: float, timings: dict | None = None, **extra) -> Path:
+        """Write ``<out>/results/<script>_<part>.json`` atomically; print where."""
+        settings = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings
+        record = {"script": self.script, "part": part, "command": self.command or
+                  f"python {self.script} {part or ''}".strip(), "seed": self.seed,
+                  "quick": self.quick, "trial": self.trial, "overrides": self.overrides,
+                  "git_commit": git_commit(), "settings": settings,
+                  "timings": {"seconds": round(float(seconds), 3), **(timings or {})},
+                  "metrics": metrics, "figures": figures, **extra}
+        path = results_path(self.script, part, self.out)
+        inputs.write_text(path, json.dumps(jsonable(record), indent=2) + "\n")
+        print(f"wrote {path}")
+        return path
+
+
+def results_path(script: str, part: str | None, out: Path | str = PROJECT_DIR) -> Path:
+    """results/digits_part4.json, results/get_all_imgs.json, results/bench_train_speed.json."""
+    stem = "_".join(Path(script).with_suffix("").parts)
+    return Path(out) / "results" / (f"{stem}_{part}.json" if part else f"{stem}.json")
+
+
+def read_results(script: str, part: str | None, out: Path | str = PROJECT_DIR) -> dict | None:
+    """The results record of one part, or None when that part has not been run there."""
+    path = results_path(script, part, out)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as err:
+        raise inputs.InputFormatError(f"{path}: not valid JSON ({err}). Re-run "
+                                      f"python {script} {part or ''}") from err
+
+
+def jsonable(value):
+    """Dataclasses, tuples, paths and numpy values as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return str(value) if isinstance(value, Path) else value
+
+
+def seed_tensorflow(seed: int) -> None:
+    """Seed Python, NumPy's global generator and TensorFlow; make TensorFlow's ops deterministic."""
+    import tensorflow as tf
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+# ======================================================================================
+# The command line
+# ======================================================================================
+
+def parser(doc: str, parts: dict) -> argparse.ArgumentParser:
+    """argparse with ``part`` (one of ``parts`` or ``all``), --seed, --quick, --set and --out."""
+    p = argparse.ArgumentParser(description=doc.strip().split("\n")[0])
+    if parts:
+        p.add_argument("part", nargs="?", default="all", choices=["all", *parts],
+                       help="which part to run (default: all)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help=f"seed of every random draw (default {DEFAULT_SEED})")
+    p.add_argument("--quick", action="store_true",
+                   help="a small run in seconds (a trial: written under runs/quick/)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="change one setting, e.g. --set hidden_units=600 (repeatable)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for images/ and results/ (default: the project for a default "
+                        "run, runs/<tag>/ for a trial)")
+    return p
+
+
+def start(script: str, args, parts: dict, tags: tuple = ()) -> tuple[Run, list[str]]:
+    """Check the parsed options before any work; return the Run and the parts to run.
+
+    ``parts`` maps each part name to its settings dataclass (or None): every ``--set`` name must
+    be a field of one of the parts that will run.
+    """
+    names = list(parts) if getattr(args, "part", "all") == "all" else [args.part]
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: use a seed of 0 or more")
+    overrides = parse_overrides(args.set)
+    fields = {f.name for n in names if parts.get(n) for f in dataclasses.fields(parts[n])}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise UserError(f"--set {', '.join(unknown)}: no such setting in {', '.join(names)}. "
+                        f"Settings: {', '.join(sorted(fields)) or 'none'}")
+    for name in names:  # a bad type is reported now, not after an hour of earlier parts
+        if parts.get(name):
+            make_settings(parts[name], args.quick, overrides)
+    run = Run(script, args.seed, args.quick, overrides, tags, args.out,
+              command=" ".join(["python", script] + sys.argv[1:]))
+    check_writable(run.out)
+    return run, names
+
+
+def check_writable(folder: Path) -> None:
+    """Stop before any work when ``folder`` cannot receive images/ and results/."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with inputs.atomic_path(folder / ".write-test"):
+            pass
+        (folder / ".write-test").unlink()
+    except OSError as err:
+        raise UserError(f"--out {folder}: cannot write there ({err.strerror or err}). "
+                        "Choose a folder you can write to.") from err
+
+
+def main_guard(main) -> None:
+    """Run ``main()``; a UserError or Ctrl-C ends in one line and exit code 2 or 130."""
+    t0 = time.perf_counter()
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {time.perf_counter() - t0:.0f} s; finished outputs are kept",
+              file=sys.stderr)
+        raise SystemExit(130) from None
