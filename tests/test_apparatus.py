@@ -1,0 +1,254 @@
+"""The apparatus package: inputs (search path, sha256, downloads, safe pickles), runs, face data."""
+import functools
+import hashlib
+import http.server
+import io
+import os
+import pickle
+import threading
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from apparatus import facedata, inputs, runs
+from apparatus.inputs import InputFormatError, MissingInputError, UserError
+
+
+@pytest.fixture
+def data_dirs(tmp_path, monkeypatch):
+    """A project data/ and two DEEPNN_DATA folders, all empty, in tmp_path."""
+    dirs = [tmp_path / n for n in ("data", "shared1", "shared2")]
+    for d in dirs:
+        d.mkdir()
+    monkeypatch.setattr(inputs, "DATA_DIR", dirs[0])
+    monkeypatch.setenv(inputs.DATA_ENV, os.pathsep.join(map(str, dirs[1:])))
+    return dirs
+
+
+@pytest.fixture
+def served(tmp_path):
+    """An HTTP server on 127.0.0.1 serving the folder tmp_path/www; yields its base URL."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+# ---------------------------------------------------------------- inputs -------------
+
+def test_search_path_is_data_then_each_env_folder(data_dirs):
+    assert inputs.search_dirs() == [d.resolve() for d in data_dirs]
+    (data_dirs[2] / "x.txt").write_text("2")
+    assert inputs.locate("x.txt") == data_dirs[2] / "x.txt"
+    (data_dirs[1] / "x.txt").write_text("1")
+    assert inputs.locate("x.txt") == data_dirs[1] / "x.txt"
+
+
+def test_a_copy_with_the_wrong_sha256_is_passed_over(data_dirs, monkeypatch):
+    good = b"the real file"
+    monkeypatch.setitem(inputs.REGISTRY, "f.bin", (None, (hashlib.sha256(good).hexdigest(),)))
+    (data_dirs[0] / "f.bin").write_bytes(b"truncated")       # a damaged copy in data/ first
+    (data_dirs[2] / "f.bin").write_bytes(good)
+    assert inputs.find_input("f.bin") == data_dirs[2] / "f.bin"
+    (data_dirs[2] / "f.bin").write_bytes(b"also bad")
+    with pytest.raises(MissingInputError) as err:
+        inputs.find_input("f.bin")
+    assert "wrong sha256" in str(err.value) and str(data_dirs[0] / "f.bin") in str(err.value)
+
+
+def test_missing_input_message_names_file_folders_and_address(data_dirs):
+    with pytest.raises(MissingInputError) as err:
+        inputs.find_input("snapshot50.pkl", download=False)
+    text = str(err.value)
+    assert "snapshot50.pkl" in text and str(data_dirs[1]) in text
+    assert "guerzhoy" in text and "--offline" in text
+
+
+def test_download_checks_the_sha256(data_dirs, served, monkeypatch):
+    www, url = served
+    (www / "f.bin").write_bytes(b"payload")
+    monkeypatch.setitem(inputs.REGISTRY, "f.bin", (url + "f.bin",
+                                                   (hashlib.sha256(b"payload").hexdigest(),)))
+    path = inputs.find_input("f.bin")
+    assert path == data_dirs[0] / "f.bin" and path.read_bytes() == b"payload"
+    path.unlink()
+    (www / "f.bin").write_bytes(b"replaced by the host")
+    with pytest.raises(MissingInputError, match="failed"):
+        inputs.find_input("f.bin")
+    assert list(data_dirs[0].iterdir()) == []                # nothing half-written kept
+
+
+class Boom:
+    def __reduce__(self):
+        return (os.system, ("echo owned",))
+
+
+def test_restricted_unpickler_loads_arrays_and_refuses_code(tmp_path):
+    weights = {"W0": np.arange(6, dtype=np.float32).reshape(2, 3), "b0": [np.float64(1.5)]}
+    (tmp_path / "ok.pkl").write_bytes(pickle.dumps(weights, protocol=2))
+    loaded = inputs.load_pickle(tmp_path / "ok.pkl")
+    np.testing.assert_array_equal(loaded["W0"], weights["W0"])
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"x": Boom()}))
+    with pytest.raises(InputFormatError, match="refused"):
+        inputs.load_pickle(tmp_path / "evil.pkl")
+    with pytest.raises(InputFormatError):
+        inputs.safe_unpickle(io.BytesIO(pickle.dumps(weights)[:20]), "cut.pkl")
+
+
+def test_npy_object_loader_matches_numpy_and_checks_plain_arrays(tmp_path):
+    weights = {"conv1": [np.ones((2, 2, 3, 4), np.float32), np.zeros(4, np.float32)]}
+    np.save(tmp_path / "w.npy", np.array(weights, dtype=object), allow_pickle=True)
+    loaded = inputs.load_npy_object(tmp_path / "w.npy")
+    np.testing.assert_array_equal(loaded["conv1"][0], weights["conv1"][0])
+    np.save(tmp_path / "plain.npy", np.arange(100.0))
+    np.testing.assert_array_equal(inputs.load_npy_object(tmp_path / "plain.npy"), np.arange(100.0))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "plain.npy").read_bytes()[:-80])
+    with pytest.raises(InputFormatError, match="truncated"):
+        inputs.load_npy_object(tmp_path / "cut.npy")
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "REPORT.md"
+    inputs.write_text(target, "old")
+    with pytest.raises(RuntimeError), inputs.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["REPORT.md"]
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_npz_roundtrip_refuses_objects_and_names_a_damaged_file(tmp_path):
+    inputs.save_npz(tmp_path / "c.npz", a=np.arange(3), s=np.array(["x", "y"]))
+    assert inputs.load_npz(tmp_path / "c.npz")["s"].tolist() == ["x", "y"]
+    with pytest.raises(ValueError, match="object"):
+        inputs.save_npz(tmp_path / "o.npz", a=np.array([{}], dtype=object))
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(InputFormatError, match="bad.npz"):
+        inputs.load_npz(tmp_path / "bad.npz")
+
+
+# ---------------------------------------------------------------- runs ---------------
+
+@dataclass(frozen=True)
+class Part:
+    hidden_units: tuple = (100, 300)   # a swept setting
+    l2: float = 1e-4
+    iterations: int = 1200
+    optimizer: str = "adam"
+    QUICK: ClassVar[dict] = {"iterations": 60}
+
+
+def test_settings_take_the_quick_preset_then_overrides():
+    s = runs.make_settings(Part, quick=True,
+                           overrides=runs.parse_overrides(["hidden_units=600", "l2=1", "optimizer=sgd"]))
+    assert s == Part(hidden_units=(600,), l2=1.0, iterations=60, optimizer="sgd")
+    assert runs.make_settings(Part) == Part()
+    with pytest.raises(UserError, match="expected a int"):
+        runs.make_settings(Part, overrides={"iterations": "many"})
+    with pytest.raises(UserError, match="name=value"):
+        runs.parse_overrides(["hidden_units"])
+
+
+def start(tmp_path, *argv, parts={"part1": Part}):
+    args = runs.parser("doc", parts).parse_args(list(argv))
+    return runs.start("demo.py", args, parts)
+
+
+def test_start_checks_options_before_any_work(tmp_path):
+    with pytest.raises(UserError, match="no such setting"):
+        start(tmp_path, "--set", "hiden_units=3", "--out", str(tmp_path))
+    with pytest.raises(UserError, match="seed"):
+        start(tmp_path, "--seed", "-1", "--out", str(tmp_path))
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(UserError, match="cannot write"):
+        start(tmp_path, "--out", str(tmp_path / "afile" / "sub"))
+
+
+def test_a_trial_goes_to_its_own_run_folder(tmp_path):
+    run, names = start(tmp_path, "part1", "--quick", "--seed", "2", "--set", "l2=0.5")
+    assert names == ["part1"] and run.trial
+    assert run.out == runs.RUNS_DIR / "quick-seed2-l2=0.5"
+    default, _ = start(tmp_path)
+    assert not default.trial and default.out == runs.PROJECT_DIR
+
+
+def test_record_then_read_results(tmp_path):
+    run = runs.Run("demo.py", seed=3, out=tmp_path)
+    run.record("part1", Part(), {"test_accuracy": np.float32(0.5)}, ["images/x.png"], 1.23456)
+    record = runs.read_results("demo.py", "part1", tmp_path)
+    assert record["metrics"] == {"test_accuracy": 0.5} and record["trial"] is True
+    assert record["settings"]["hidden_units"] == [100, 300] and record["timings"]["seconds"] == 1.235
+    assert runs.read_results("demo.py", "part2", tmp_path) is None
+
+
+def test_main_guard_turns_a_user_error_into_exit_2(capsys):
+    def main():
+        raise MissingInputError("Input file 'x' was not found.")
+    with pytest.raises(SystemExit) as done:
+        runs.main_guard(main)
+    assert done.value.code == 2 and capsys.readouterr().err == "error: Input file 'x' was not found.\n"
+
+
+# ---------------------------------------------------------------- face data ----------
+
+def faces(n_per_actor=12, actors=("A One", "B Two"), seed=0):
+    """Random 20x20 faces; rows 0/1 and 1/2 of each actor are near-copies (a chain of three)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n_per_actor * len(actors), 20, 20)).astype(np.uint8)
+    for start in range(0, len(images), n_per_actor):
+        images[start + 1] = np.clip(images[start].astype(int) + 2, 0, 255)
+        images[start + 2] = np.clip(images[start + 1].astype(int) + 2, 0, 255)
+    return {"images": images, "labels": np.repeat(np.arange(len(actors)), n_per_actor),
+            "actors": np.array(actors), "face_ids": np.arange(len(images)) * 7 + 1}
+
+
+def test_near_copies_form_one_group_and_stay_in_one_split(tmp_path):
+    data = faces()
+    groups = facedata.duplicate_groups(data["images"], side=8)
+    assert groups[0] == groups[1] == groups[2] and len(np.unique(groups)) == len(groups) - 4
+    split, record = facedata.get_split(data, seed=1, n_test=4, n_val=2, folder=tmp_path)
+    where = {name: set(rows) for name, rows in split.items()}
+    assert sum(len(v) for v in where.values()) == len(data["labels"])
+    for members in ({0, 1, 2}, {12, 13, 14}):
+        assert sum(bool(members & rows) for rows in where.values()) == 1
+    assert record["duplicate_groups"] == 2
+    for actor in (0, 1):
+        assert np.sum(data["labels"][split["test"]] == actor) == 4
+    again, _ = facedata.get_split(data, seed=1, n_test=4, n_val=2, folder=tmp_path)
+    assert all(np.array_equal(split[k], again[k]) for k in facedata.SPLITS)
+    assert facedata.split_path(data["actors"], 1, tmp_path).exists()
+
+
+def test_an_actor_with_too_few_faces_is_named(tmp_path):
+    with pytest.raises(UserError, match="A One has 12 faces: too few to hold out 8 test"):
+        facedata.get_split(faces(), seed=0, n_test=8, n_val=6, folder=tmp_path)
+
+
+def test_a_split_of_another_build_is_refused():
+    record = {"face_ids": {"train": [1], "val": [8], "test": [15]}}
+    with pytest.raises(InputFormatError, match="another build"):
+        facedata.rows_of(np.array([1, 8, 15, 22]), record)
+
+
+def test_datasets_are_named_by_actor_set_and_checked(tmp_path):
+    data = faces()
+    name = facedata.dataset_name(data["actors"], (20, 20), "gray")
+    assert name == "faces_one-two_20x20_gray.npz"
+    path = facedata.save_faces(tmp_path / name, data["images"], data["labels"], data["actors"],
+                               data["face_ids"], ["0" * 64] * len(data["labels"]))
+    loaded = facedata.load_faces(tuple(data["actors"]), (20, 20), "gray", path=path)
+    np.testing.assert_array_equal(loaded["images"], data["images"])
+    with pytest.raises(InputFormatError, match="not"):
+        facedata.load_faces(("A One", "C Three"), (20, 20), "gray", path=path)
+    facedata.save_faces(path, data["images"], data["labels"] + 1, data["actors"],
+                        data["face_ids"], ["0" * 64] * len(data["labels"]))
+    with pytest.raises(InputFormatError, match="labels outside"):
+        facedata.load_faces(tuple(data["actors"]), (20, 20), "gray", path=path)
+    with pytest.raises(UserError):
+        facedata.parse_actors("A One, A One")
