@@ -18,8 +18,10 @@ import ast
 import dataclasses
 import json
 import re
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -249,9 +251,36 @@ def check_writable(folder: Path) -> None:
                         "Choose a folder you can write to.") from err
 
 
+# The notices TensorFlow's C++ libraries print to file descriptor 2 as they load, before any
+# setting can stop them: "I0000 ...", "W0000 ...", "E0000 ... cuInit" and absl's preamble.
+NATIVE_LOG = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
+
+
+def filter_native_logs() -> None:
+    """Route file descriptor 2 through a thread that drops TensorFlow's native log lines.
+
+    Python's own ``sys.stderr`` (errors, warnings, progress bars) is moved to a copy of the real
+    stderr first, so it is neither filtered nor delayed.
+    """
+    real = os.dup(2)
+    sys.stderr.flush()
+    sys.stderr = open(real, "w", buffering=1, closefd=False)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward():
+        with open(read_end, "rb") as pipe:
+            for line in pipe:
+                if not NATIVE_LOG.match(line):
+                    os.write(real, line)
+    threading.Thread(target=forward, daemon=True).start()
+
+
 def main_guard(main) -> None:
-    """Run ``main()``; a UserError or Ctrl-C ends in one line and exit code 2 or 130."""
+    """Run ``main()`` quietly; a UserError or Ctrl-C ends in one line and exit code 2 or 130."""
     t0 = time.perf_counter()
+    filter_native_logs()
     try:
         main()
     except UserError as err:
