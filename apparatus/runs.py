@@ -240,15 +240,12 @@ def start(script: str, args, parts: dict, tags: tuple = ()) -> tuple[Run, list[s
 
 
 def check_writable(folder: Path) -> None:
-    """Stop before any work when ``folder`` cannot receive images/ and results/."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with inputs.atomic_path(folder / ".write-test"):
-            pass
-        (folder / ".write-test").unlink()
-    except OSError as err:
-        raise UserError(f"--out {folder}: cannot write there ({err.strerror or err}). "
-                        "Choose a folder you can write to.") from err
+    """Stop before any work when ``folder`` cannot be made or written (nothing is created yet)."""
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {folder}: cannot write there ({existing} is "
+                        f"{'not a folder' if not existing.is_dir() else 'not writable'}). "
+                        "Choose a folder you can write to.")
 
 
 # The notices TensorFlow's C++ libraries print to file descriptor 2 as they load, before any
