@@ -1,234 +1,215 @@
-"""Tests of faces.py: the trainer, the duplicate-aware split, weight decay, and each part with --quick.
+"""faces.py: the network's gradient and training, the split as faces.py uses it, each part --quick.
 
-Synthetic data throughout (tiny shapes, seconds); one real-data Part 7 quick run that skips when
-data/faces_60x60_gray.npz is not on the data path.
+Synthetic data throughout (tiny shapes): Gaussian blobs for the trainer, and 60x60 "faces" (one
+smooth pattern per actor plus noise, some planted near-duplicates) in a temporary data/ folder.
+One real-data quick Part 7 skips when the real faces are absent.
 """
 import json
+import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-import deepnn_io
 import faces
+from apparatus import facedata, inputs, runs
 
-ACTORS = ["Fran Drescher", "Steve Carell", "Bill Hader"]
+ACTORS = ("Fran Drescher", "Steve Carell", "Bill Hader")
 
 
 def blobs(n_per_class=50, K=3, D=20, seed=0):
     """K well-separated Gaussian clusters in D dimensions: X (N, D) float32, y (N,)."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 1.0, (K, D))
     y = np.repeat(np.arange(K), n_per_class)
-    X = (centres[y] + rng.normal(0, 0.7, (len(y), D))).astype(np.float32)
-    return X, y
-
-
-def blob_split(y, seed=0):
-    rng = np.random.default_rng(seed)
+    X = (rng.normal(0, 1.0, (K, D))[y] + rng.normal(0, 0.7, (len(y), D))).astype(np.float32)
     order = rng.permutation(len(y))
-    return {"train": order[: len(y) // 2], "val": order[len(y) // 2: 3 * len(y) // 4],
-            "test": order[3 * len(y) // 4:]}
+    split = {"train": order[:len(y) // 2], "val": order[len(y) // 2:3 * len(y) // 4],
+             "test": order[3 * len(y) // 4:]}
+    return X, y, split
 
 
-SMALL = faces.TrainConfig(hidden_units=16, iterations=120, eval_every=20, batch_size=16,
-                          learning_rate=0.01, patience=None)
+SMALL = faces.TrainSettings(hidden_units=16, iterations=120, eval_every=20, batch_size=16,
+                            learning_rate=0.01, patience=None)
 
 
-def synthetic_faces(n_per_actor=56, side=20, seed=0, n_dup_groups=4):
-    """Fake faces: one smooth prototype per actor plus noise; a few exact-ish duplicate groups.
-
-    Returns a dict in the dataset's format and the list of planted duplicate groups (row indices).
-    """
+def synthetic_faces(n_per_actor=56, side=60, seed=0, n_dup_groups=4):
+    """A dataset dict of fake faces and the planted near-duplicate groups (row indices)."""
     rng = np.random.default_rng(seed)
-    K = len(ACTORS)
     yy, xx = np.mgrid[0:side, 0:side] / side
     protos = [128 + 60 * np.sin(2 * np.pi * (k + 1) * xx) * np.cos(np.pi * (k + 1) * yy)
-              for k in range(K)]
-    labels = np.repeat(np.arange(K), n_per_actor)
+              for k in range(len(ACTORS))]
+    labels = np.repeat(np.arange(len(ACTORS)), n_per_actor)
     images = np.stack([protos[k] + rng.normal(0, 40, (side, side)) for k in labels])
     planted = []
     for g in range(n_dup_groups):  # copies of one photo, slightly re-encoded
-        k = g % K
-        rows = np.flatnonzero(labels == k)[g * 3: g * 3 + 3]
-        for r in rows[1:]:
-            images[r] = images[rows[0]] + rng.normal(0, 2, (side, side))
+        rows = np.flatnonzero(labels == g % len(ACTORS))[g * 3:g * 3 + 3]
+        images[rows[1:]] = images[rows[0]] + rng.normal(0, 2, (2, side, side))
         planted.append(rows)
-    images = np.clip(images, 0, 255).astype(np.uint8)
-    face_ids = rng.permutation(np.arange(1000, 1000 + len(labels))).astype(np.int64)
-    data = {"images": images, "labels": labels.astype(np.int64), "actors": np.array(ACTORS),
-            "face_ids": face_ids, "sha256": np.array([f"{i:064x}" for i in range(len(labels))])}
-    return data, planted
+    face_ids = rng.permutation(np.arange(1000, 1000 + len(labels)))
+    return {"images": np.clip(images, 0, 255).astype(np.uint8), "labels": labels,
+            "actors": ACTORS, "face_ids": face_ids,
+            "sha256": [f"{i:064x}" for i in range(len(labels))]}, planted
+
+
+def save_synthetic(folder, data, size=(60, 60), mode="gray"):
+    path = folder / facedata.dataset_name(data["actors"], size, mode)
+    return facedata.save_faces(path, **data)
 
 
 @pytest.fixture
-def synthetic_npz(tmp_path):
-    data, planted = synthetic_faces()
-    path = tmp_path / "faces_20x20_gray.npz"
-    deepnn_io.save_npz_atomic(path, **data)
-    return path, data, planted
+def data_dir(tmp_path, monkeypatch):
+    """An empty project data/ (and data/quick/) in tmp_path; no other data folders searched."""
+    monkeypatch.setattr(inputs, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(facedata, "QUICK_DIR", tmp_path / "data" / "quick")
+    monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setenv("DEEPNN_DATA", str(tmp_path / "nothing_here"))
+    (tmp_path / "data" / "quick").mkdir(parents=True)
+    return tmp_path / "data"
+
+
+def read(out, part):
+    return json.loads((out / "results" / f"faces_{part}.json").read_text())
 
 
 # ---------------------------------------------------------------------------------------
-# The trainer
+# The network and its trainer
 # ---------------------------------------------------------------------------------------
 
-def test_training_beats_chance_on_tiny_data():
-    X, y = blobs()
-    split = blob_split(y)
-    model, history = faces.train_classifier(X, y, split, SMALL, seed=0)
-    assert set(history) >= set(faces.HISTORY_KEYS)
+def test_autodiff_gradient_matches_the_hand_written_backward_pass():
+    rng = np.random.default_rng(0)
+    X, y, lam = rng.normal(size=(5, 7)).astype(np.float32), np.array([0, 1, 2, 1, 0]), 0.1
+    p = faces.init_params(7, 4, 3, faces.TrainSettings(init_scale=1.0), rng)
+    params = {k: tf.Variable(v) for k, v in p.items()}
+    with tf.GradientTape() as tape:  # the cost train_net minimises
+        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=faces.logits(params, X)))
+        cost = ce + lam * (tf.reduce_sum(params["W0"] ** 2) + tf.reduce_sum(params["W1"] ** 2))
+    auto = dict(zip(params, tape.gradient(cost, list(params.values()))))
+    H = np.tanh(X @ p["W0"] + p["b0"])  # NumPy: forward, then backward by hand
+    O = H @ p["W1"] + p["b1"]
+    P = np.exp(O - O.max(axis=1, keepdims=True))
+    dO = (P / P.sum(axis=1, keepdims=True) - np.eye(3)[y]) / len(y)
+    dH = dO @ p["W1"].T * (1 - H ** 2)
+    hand = {"W0": X.T @ dH + 2 * lam * p["W0"], "b0": dH.sum(0),
+            "W1": H.T @ dO + 2 * lam * p["W1"], "b1": dO.sum(0)}
+    for k in hand:  # float32 arithmetic on both sides: ~1e-7 relative
+        np.testing.assert_allclose(auto[k].numpy(), hand[k], rtol=1e-4, atol=1e-6)
+
+
+def test_training_lowers_the_cost_and_beats_chance():
+    X, y, split = blobs()
+    params, history = faces.train_net(X, y, split, SMALL, seed=0)
     assert len(history["iteration"]) == len(history["test_accuracy"]) > 1
-    # three clusters: chance is 1/3; separated clusters are learnt to > 0.85 within 120 steps
-    assert faces.accuracy(model, X[split["test"]], y[split["test"]]) > 0.85
-    assert history["train_cost"][-1] < history["train_cost"][0]
-    assert faces.predict_proba(model, X[:5]).shape == (5, 3)
-    W0, b0, W1, b1 = faces.hidden_weights(model)
-    assert W0.shape == (20, 16) and b0.shape == (16,) and W1.shape == (16, 3) and b1.shape == (3,)
+    assert history["train_cost"][-1] < 0.5 * history["train_cost"][0]
+    # three separated clusters: chance is 1/3; they are learnt to > 0.85 within 120 steps
+    assert faces.accuracy(params, X[split["test"]], y[split["test"]]) > 0.85
+    assert [params[k].shape for k in ("W0", "b0", "W1", "b1")] == [(20, 16), (16,), (16, 3), (3,)]
 
 
-def test_same_seed_same_numbers():
-    X, y = blobs()
-    split = blob_split(y)
-    cfg = faces.TrainConfig(hidden_units=8, iterations=40, eval_every=10, patience=None)
-    _, h1 = faces.train_classifier(X, y, split, cfg, seed=3)
-    _, h2 = faces.train_classifier(X, y, split, cfg, seed=3)
-    _, h3 = faces.train_classifier(X, y, split, cfg, seed=4)
-    assert h1 == h2
-    assert h1["train_cost"] != h3["train_cost"]
+def test_same_seed_same_numbers_other_seed_other_numbers():
+    X, y, split = blobs()
+    settings = faces.TrainSettings(hidden_units=8, iterations=40, eval_every=10, patience=None)
+    runs_ = [faces.train_net(X, y, split, settings, seed=s)[1] for s in (3, 3, 4)]
+    assert runs_[0] == runs_[1] and runs_[0]["train_cost"] != runs_[2]["train_cost"]
 
 
-def test_weight_decay_shrinks_weights():
-    X, y = blobs()
-    split = blob_split(y)
+def test_weight_decay_shrinks_the_weights():
+    X, y, split = blobs()
     norms = []
     for lam in (0.0, 0.05):
-        model, _ = faces.train_classifier(X, y, split, faces.TrainConfig(
+        params, _ = faces.train_net(X, y, split, faces.TrainSettings(
             hidden_units=16, l2=lam, iterations=150, eval_every=50, learning_rate=0.01,
             early_stopping=False, patience=None), seed=0)
-        W0, _, W1, _ = faces.hidden_weights(model)
-        norms.append(np.sum(W0 ** 2) + np.sum(W1 ** 2))
-    # same init and batches: decay pulls the squared norm well below the undecayed one
-    assert norms[1] < 0.7 * norms[0]
+        norms.append(sum(np.sum(params[k].numpy() ** 2) for k in ("W0", "W1")))
+    assert norms[1] < 0.7 * norms[0]  # same init and batches: decay pulls the norm well down
 
 
-def test_usefulness_score_prefers_unit_that_fires_for_the_actor():
-    labels = np.array([0, 0, 1, 1])
+def test_usefulness_prefers_the_unit_that_fires_for_the_actor():
     H_act = np.array([[0.9, 0.0], [0.8, 0.1], [-0.9, 0.0], [-0.8, -0.1]])
-    W1 = np.array([[2.0, -2.0], [2.0, -2.0]])
-    scores = faces.unit_usefulness(H_act, labels, W1, actor=0)
-    assert scores[0] > scores[1] > -1e-9 and np.argmax(scores) == 0
+    scores = faces.unit_usefulness(H_act, np.array([0, 0, 1, 1]), np.full((2, 2), 2.0), actor=0)
+    assert scores[0] > scores[1] > -1e-9
+
+
+def test_settings_sweep_the_trainer_field_they_name():
+    run = runs.Run("faces.py", overrides={"hidden_units": 600})
+    assert run.settings(faces.Part7).hidden_units == (600,)
+    assert faces.train_settings(run.settings(faces.Part7), hidden_units=600) == faces.TrainSettings(
+        hidden_units=600)
+    assert runs.Run("faces.py", quick=True).settings(faces.Part8).l2 == (0.0, 1e-3, 1e-1)
 
 
 # ---------------------------------------------------------------------------------------
-# The split
+# The split, as faces.py uses it
 # ---------------------------------------------------------------------------------------
 
-def test_split_sizes_disjoint_and_duplicates_together(tmp_path):
+def test_split_keeps_duplicates_together_and_is_deterministic(data_dir):
     data, planted = synthetic_faces()
-    split = faces.get_split(data["face_ids"], data["labels"], data["images"], seed=1,
-                            n_test=30, n_val=15, split_dir=tmp_path)
-    rows = np.concatenate([split[k] for k in ("train", "val", "test")])
-    assert len(rows) == len(np.unique(rows)) == len(data["labels"])  # disjoint and complete
-    for k in range(len(ACTORS)):
-        assert np.sum(data["labels"][split["test"]] == k) == 30
-        assert np.sum(data["labels"][split["val"]] == k) == 15
-    where = {int(r): name for name in ("train", "val", "test") for r in split[name]}
-    for group in planted:
-        assert len({where[int(r)] for r in group}) == 1
-    record = faces.load_split(1, tmp_path)
+    save_synthetic(data_dir, data)
+    run = runs.Run("faces.py", seed=1)
+    _, split, record = faces.load_faces_and_split(run, ACTORS)
     assert record["duplicate_groups"] == len(planted)
-    assert set(record["face_ids"]["test"]) == set(data["face_ids"][split["test"]].tolist())
+    for k, n in (("test", 30), ("val", 15)):
+        assert np.bincount(data["labels"][split[k]]).tolist() == [n] * 3
+    where = {int(r): k for k in split for r in split[k]}
+    assert sorted(where) == list(range(len(data["labels"])))  # disjoint and complete
+    assert all(len({where[int(r)] for r in group}) == 1 for group in planted)
+    path = facedata.split_path(ACTORS, 1, data_dir)
+    path.unlink()  # made again from scratch: the same split
+    again = faces.load_faces_and_split(run, ACTORS)[1]
+    assert all(np.array_equal(split[k], again[k]) for k in split) and path.exists()
+    other = faces.load_faces_and_split(runs.Run("faces.py", seed=2), ACTORS)[1]
+    assert not np.array_equal(split["test"], other["test"])
 
 
-def test_split_is_reused_deterministic_and_maps_onto_other_orders(tmp_path):
-    data, _ = synthetic_faces()
-    args = (data["face_ids"], data["labels"], data["images"])
-    first = faces.get_split(*args, seed=2, split_dir=tmp_path)
-    again = faces.get_split(*args, seed=2, split_dir=tmp_path / "elsewhere")  # recomputed
-    for k in first:
-        assert np.array_equal(first[k], again[k])
-    other = faces.get_split(*args, seed=3, split_dir=tmp_path)
-    assert not np.array_equal(np.sort(first["test"]), np.sort(other["test"]))
-    # another dataset (e.g. the 227x227 one) with the same faces in another order
-    perm = np.random.default_rng(0).permutation(len(data["face_ids"]))
-    mapped = faces.split_indices_for(data["face_ids"][perm], faces.load_split(2, tmp_path))
-    for k in first:
-        assert set(data["face_ids"][perm][mapped[k]]) == set(data["face_ids"][first[k]])
-    with pytest.raises(ValueError, match="no split"):
-        faces.split_indices_for(np.array([1, 2, 3]), faces.split_path(2, tmp_path))
-
-
-def test_load_split_missing_says_what_to_run(tmp_path):
-    with pytest.raises(deepnn_io.MissingInputError, match="faces.py part7"):
-        faces.load_split(99, tmp_path)
-
-
-def test_too_few_photos_is_a_clear_error(tmp_path):
-    data, _ = synthetic_faces(n_per_actor=40, n_dup_groups=0)
-    with pytest.raises(ValueError, match="cannot hold out"):
-        faces.get_split(data["face_ids"], data["labels"], data["images"], seed=0,
-                        split_dir=tmp_path)
+def test_quick_split_sizes_shrink_only_for_a_small_dataset():
+    assert faces.split_sizes(np.repeat(np.arange(3), 9), quick=True) == (3, 1)
+    assert faces.split_sizes(np.repeat(np.arange(3), 9), quick=False) == (30, 15)
+    assert faces.split_sizes(np.repeat(np.arange(3), 80), quick=True) == (30, 15)
 
 
 # ---------------------------------------------------------------------------------------
 # The parts, end to end on synthetic faces
 # ---------------------------------------------------------------------------------------
 
-def test_every_part_runs_quick(synthetic_npz, tmp_path):
-    path, _, _ = synthetic_npz
+def test_every_part_runs_quick_into_its_folder(data_dir, tmp_path):
+    data, planted = synthetic_faces()
+    save_synthetic(data_dir, data)
     out = tmp_path / "out"
-    results = faces.main(["all", "--quick", "--data", str(path), "--size", "20x20",
-                          "--split-dir", str(tmp_path), "--out", str(out), "--seed", "0"])
+    results = faces.main(["all", "--quick", "--out", str(out), "--actors", ",".join(ACTORS)])
     assert set(results) == {"part7", "part8", "part9"}
-    p7 = json.loads((out / "results" / "faces_part7.json").read_text())
-    for key in ("test_accuracy", "test_accuracy_mean", "test_accuracy_std", "validation_accuracy",
-                "train_accuracy", "hidden_units", "duplicate_groups"):
-        assert key in p7["metrics"]
-    assert p7["quick"] is True and p7["metrics"]["duplicate_groups"] == 4
+    p7, p8, p9 = (read(out, p) for p in ("part7", "part8", "part9"))
+    assert p7["quick"] and p7["metrics"]["duplicate_groups"] == len(planted)
     assert p7["metrics"]["test_accuracy"] > 1 / 3  # three actors: above chance
-    p8 = json.loads((out / "results" / "faces_part8.json").read_text())
-    for key in ("best_lambda", "test_accuracy_no_decay_mean", "test_accuracy_best_lambda_mean",
-                "gain_points_mean"):
-        assert key in p8["metrics"]
-    p9 = json.loads((out / "results" / "faces_part9.json").read_text())
+    assert p7["metrics"]["hidden_units"] in (16, 32) and p7["settings"]["n_seeds"] == 2
+    assert {"best_lambda", "gain_points_mean", "test_accuracy_no_decay_mean"} <= set(p8["metrics"])
+    assert set(p9["metrics"]) >= {"units_drescher", "units_carell"}
     for rec in (p7, p8, p9):
-        for fig in rec["figures"]:
-            assert (out / fig).stat().st_size > 1000
-    assert (tmp_path / "faces_split_seed0.json").exists()
+        assert all((out / fig).stat().st_size > 1000 for fig in rec["figures"])
 
 
-def test_actor_subset(synthetic_npz, tmp_path):
-    path, _, _ = synthetic_npz
-    data = faces.load_faces(path=path, actors=["Bill Hader", "Fran Drescher"])
-    assert list(data["actors"]) == ["Bill Hader", "Fran Drescher"]
-    assert set(np.unique(data["labels"])) == {0, 1} and len(data["labels"]) == 2 * 56
-    with pytest.raises(ValueError, match="not in the dataset"):
-        faces.load_faces(path=path, actors=["Nobody"])
+def test_an_actor_set_writes_its_files_under_its_own_names(data_dir, tmp_path):
+    data, _ = synthetic_faces(n_per_actor=9, n_dup_groups=0)  # a get_all_imgs.py --quick set
+    save_synthetic(data_dir / "quick", data)
+    faces.main(["part7", "--quick", "--actors", ",".join(ACTORS)])
+    tag = facedata.actors_tag(ACTORS)
+    record = read(tmp_path / "runs" / f"quick-actors-{tag}", "part7")
+    assert record["split"]["test"] == 9 and record["metrics"]["n_test"] == 9  # a third of 9 x 3
+    assert (data_dir / "quick" / f"faces_{tag}_split_seed0.json").exists()
+    assert not list(data_dir.glob("*split*"))  # the real split's place is left alone
+    with pytest.raises(inputs.MissingInputError, match="get_all_imgs.py"):
+        faces.main(["part7", "--actors", ",".join(ACTORS)])  # a full run never takes it
 
 
-def test_real_faces_quick_part7_above_chance(real_faces, tmp_path):
-    metrics = faces.main(["part7", "--quick", "--out", str(tmp_path), "--data",
-                          str(real_faces("gray")), "--split-dir", str(tmp_path)])["part7"]
-    # six actors: chance 1/6; even the 60-step quick run reaches well over 0.5
-    assert metrics["test_accuracy"] > 0.4
-    assert metrics["duplicate_groups"] > 0
+def test_part9_with_an_actor_not_in_the_dataset_is_a_user_error(data_dir, tmp_path):
+    data, _ = synthetic_faces(n_dup_groups=0)
+    save_synthetic(data_dir, data)
+    with pytest.raises(inputs.UserError, match="Alec Baldwin"):
+        faces.main(["part9", "--quick", "--out", str(tmp_path), "--actors", ",".join(ACTORS),
+                    "--set", "actors=('Alec Baldwin','Bill Hader')"])
 
 
-def test_quick_run_falls_back_to_the_quick_dataset_and_keeps_its_split_apart(tmp_path,
-                                                                              monkeypatch):
-    import get_all_imgs
-    monkeypatch.setattr(deepnn_io, "DATA_DIR", tmp_path / "data")
-    monkeypatch.delenv("DEEPNN_DATA", raising=False)
-    data, _ = synthetic_faces(n_per_actor=9, side=60, n_dup_groups=0)
-    quick_dir = tmp_path / "data" / "quick"  # where get_all_imgs.py --quick writes
-    deepnn_io.save_npz_atomic(quick_dir / "faces_60x60_gray.npz", **data)
-    with pytest.raises(deepnn_io.MissingInputError, match="python get_all_imgs.py"):
-        get_all_imgs.load_faces((60, 60), "gray")  # a full run never takes the small dataset
-    assert len(get_all_imgs.load_faces((60, 60), "gray", quick=True)["labels"]) == 27
-    assert faces.split_sizes(data["labels"], quick=True) == (3, 1)   # a third and a sixth of 9
-    assert faces.split_sizes(data["labels"], quick=False) == (30, 15)
-    faces.main(["part7", "--quick", "--out", str(tmp_path / "out")])
-    assert (quick_dir / "faces_split_seed0.json").exists()
-    assert not (tmp_path / "data" / "faces_split_seed0.json").exists()  # the real split's place
-    record = json.loads((tmp_path / "out" / "results" / "faces_part7.json").read_text())
-    assert record["settings"]["split"]["n_test"] == 9 and record["quick"] is True
+def test_real_faces_quick_part7_above_chance(real_faces, tmp_path, monkeypatch):
+    folder = real_faces("gray").parent  # found on the search path, or built for this session
+    monkeypatch.setenv("DEEPNN_DATA", f"{folder}{os.pathsep}{os.environ.get('DEEPNN_DATA', '')}")
+    metrics = faces.main(["part7", "--quick", "--out", str(tmp_path)])["part7"]
+    assert metrics["test_accuracy"] > 0.4 and metrics["duplicate_groups"] > 0  # chance: 1/6
