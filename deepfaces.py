@@ -190,22 +190,10 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
 # The faces, the split, the classifier on top
 # ======================================================================================
 
-def split_record(actors, seed: int, quick: bool) -> dict:
-    """faces.py's split of ``seed``: made (or reused) on the 60x60 gray crops, kept by face id.
-    A --quick run on get_all_imgs.py --quick's datasets keeps it beside them in data/quick/."""
-    path = facedata.find_dataset(actors, (60, 60), "gray", quick)
-    gray = facedata.load_faces(actors, (60, 60), "gray", quick, path=path)
-    n_test, n_val, smallest = 30, 15, int(np.bincount(gray["labels"]).min())
-    if quick and smallest < n_test + 2 * n_val:  # as faces.split_sizes
-        n_test, n_val = max(1, smallest // 3), max(1, smallest // 6)
-    folder = facedata.QUICK_DIR if path.parent == facedata.QUICK_DIR else inputs.DATA_DIR
-    return facedata.get_split(gray, seed, n_test, n_val, folder=folder)[1]
-
-
 def prepare(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> dict:
     """The RGB faces in the split, mirrored training faces after them, and their features."""
     data = facedata.load_faces(actors, SIZE, "rgb", run.quick)
-    record = split_record(actors, run.seed, run.quick)
+    record = facedata.load_split(actors, run.seed, run.quick)[2]
     split = facedata.rows_of(data["face_ids"], record)
     if settings.subset:  # a few training and validation faces per actor; the test set whole
         rng = run.rng(10)
@@ -401,13 +389,11 @@ def main(argv=None) -> dict:
     p = runs.parser(__doc__, PARTS)
     p.add_argument("--backbone", choices=("mobilenet", "alexnet"), default="mobilenet",
                    help="the pretrained network (default mobilenet)")
-    p.add_argument("--actors", type=facedata.parse_actors, default=facedata.DEFAULT_ACTORS,
-                   help='comma-separated actors of the dataset, e.g. "Alec Baldwin,Steve Carell"')
+    facedata.add_actors_option(p)
     args = p.parse_args(argv)
-    default_actors = args.actors == facedata.DEFAULT_ACTORS
-    tags = ([] if default_actors else [f"actors-{facedata.actors_tag(args.actors)}"]) + (
-        [] if args.backbone == "mobilenet" else [f"backbone-{args.backbone}"])
-    run, names = runs.start("deepfaces.py", args, PARTS, tags=tuple(tags))
+    tags = facedata.actors_tags(args.actors) + (
+        () if args.backbone == "mobilenet" else (f"backbone-{args.backbone}",))
+    run, names = runs.start("deepfaces.py", args, PARTS, tags=tags)
     steps = {"part10": part10, "part11": part11}
     return {name: steps[name](run, args.actors, args.backbone) for name in names}
 

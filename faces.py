@@ -312,24 +312,11 @@ def plot_learning_curves(history: dict, title: str):
 # The faces and their split
 # ======================================================================================
 
-def split_sizes(labels: np.ndarray, quick: bool) -> tuple[int, int]:
-    """Test and validation faces per actor: the handout's 30 and 15; a --quick run on a dataset
-    too small for them holds out a third and a sixth of the smallest actor's faces."""
-    smallest = int(np.bincount(labels).min())
-    if quick and smallest < 30 + 2 * 15:
-        return max(1, smallest // 3), max(1, smallest // 6)
-    return 30, 15
-
-
 def load_faces_and_split(run: runs.Run, actors) -> tuple[dict, dict, dict]:
     """The 60x60 gray faces, their rows per split and the split record. The split file lives
     beside the dataset: data/, or data/quick/ for get_all_imgs.py --quick's small datasets."""
-    path = facedata.find_dataset(actors, SIZE, "gray", run.quick)
-    data = facedata.load_faces(actors, SIZE, "gray", run.quick, path=path)
-    folder = facedata.QUICK_DIR if path.parent == facedata.QUICK_DIR else inputs.DATA_DIR
-    rows, record = facedata.get_split(data, run.seed, *split_sizes(data["labels"], run.quick),
-                                      folder=folder)
-    print(f"{len(data['labels'])} faces of {len(data['actors'])} actors from {path}; split "
+    data, rows, record = facedata.load_split(actors, run.seed, run.quick)
+    print(f"{len(data['labels'])} faces of {len(data['actors'])} actors; split "
           f"train {len(rows['train'])} / val {len(rows['val'])} / test {len(rows['test'])}, "
           f"{record['duplicate_groups']} near-duplicate groups each kept in one split")
     return data, rows, record
@@ -544,12 +531,9 @@ PARTS = {"part7": Part7, "part8": Part8, "part9": Part9}
 
 def main(argv=None) -> dict:
     p = runs.parser(__doc__, PARTS)
-    p.add_argument("--actors", type=facedata.parse_actors, default=facedata.DEFAULT_ACTORS,
-                   help='comma-separated actors of the dataset, e.g. "Alec Baldwin,Steve Carell"')
+    facedata.add_actors_option(p)
     args = p.parse_args(argv)
-    tags = () if args.actors == facedata.DEFAULT_ACTORS else (
-        f"actors-{facedata.actors_tag(args.actors)}",)
-    run, names = runs.start("faces.py", args, PARTS, tags=tags)
+    run, names = runs.start("faces.py", args, PARTS, tags=facedata.actors_tags(args.actors))
     steps = {"part7": part7, "part8": part8, "part9": part9}
     return {name: steps[name](run, args.actors) for name in names}
 

@@ -399,19 +399,18 @@ def contact_sheet(run, images, labels, actors, per_actor: int, title: str) -> st
 
 def main(argv=None) -> dict:
     p = runs.parser(__doc__, {})
-    p.add_argument("--actors", default=",".join(facedata.DEFAULT_ACTORS),
-                   help="full names from the lists, comma-separated (default: the handout's six)")
+    facedata.add_actors_option(p)
     p.add_argument("--dest", type=Path, default=inputs.DATA_DIR,
                    help="folder for uncropped/ and the datasets (default: the project's data/)")
     p.add_argument("--offline", action="store_true", help="use the caches only, never download")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds for all downloads")
     p.add_argument("--force", action="store_true", help="write even an empty or smaller dataset")
     args = p.parse_args(argv)
-    actors = facedata.parse_actors(args.actors)
+    actors = args.actors
     if not args.timeout > 0:
         raise UserError(f"--timeout {args.timeout}: give a number of seconds above 0")
-    tags = () if actors == facedata.DEFAULT_ACTORS else (f"actors-{facedata.actors_tag(actors)}",)
-    run, _ = runs.start("get_all_imgs.py", args, {"build": Build}, tags=tags)
+    run, _ = runs.start("get_all_imgs.py", args, {"build": Build},
+                        tags=facedata.actors_tags(actors))
     return build(run, run.settings(Build), actors, args.dest, args.offline, args.timeout,
                  args.force)
 

@@ -38,6 +38,18 @@ def parse_actors(text: str) -> tuple[str, ...]:
     return actors
 
 
+def add_actors_option(parser) -> None:
+    """``--actors "A,B,..."`` (default: the six of the handout), the same in every face script."""
+    parser.add_argument("--actors", type=parse_actors, default=DEFAULT_ACTORS,
+                        help='comma-separated actors of the FaceScrub lists, e.g. '
+                             '"Alec Baldwin,Steve Carell" (default: the six of the handout)')
+
+
+def actors_tags(actors) -> tuple[str, ...]:
+    """Run-folder tags of an actor set: none for the default six (see runs.Run.tag)."""
+    return () if tuple(actors) == DEFAULT_ACTORS else (f"actors-{actors_tag(actors)}",)
+
+
 def actors_tag(actors) -> str:
     """File-name tag of an actor set: the lower-case surnames in label order, joined by '-'."""
     return "-".join("".join(c for c in a.split()[-1].lower() if c.isalnum()) for a in actors)
@@ -156,14 +168,14 @@ def split_path(actors, seed: int, folder: Path) -> Path:
     return Path(folder) / f"faces_{actors_tag(actors)}_split_seed{seed}.json"
 
 
-def get_split(data: dict, seed: int, n_test: int = 30, n_val: int = 15, folder: Path = DATA_DIR,
+def get_split(data: dict, seed: int, n_test: int = 30, n_val: int = 15, folder: Path | None = None,
               side: int = 16, threshold: float = 0.96) -> tuple[dict[str, np.ndarray], dict]:
     """Row indices per split of ``data`` and the split record, made once per seed and kept.
 
     A saved split is reused when it was made with the same quotas and holds every face id of
     ``data``; otherwise the groups are found, the split made, and saved (atomically).
     """
-    path = split_path(data["actors"], seed, folder)
+    path = split_path(data["actors"], seed, folder or inputs.DATA_DIR)
     wanted = {"seed": seed, "n_test": n_test, "n_val": n_val, "dup_side": side,
               "dup_threshold": threshold}
     if path.exists():
@@ -183,6 +195,25 @@ def get_split(data: dict, seed: int, n_test: int = 30, n_val: int = 15, folder: 
               "face_ids": {k: ids[v].tolist() for k, v in split.items()}}
     inputs.write_text(path, json.dumps(record, indent=1) + "\n")
     return split, record
+
+
+def quotas(labels: np.ndarray, quick: bool) -> tuple[int, int]:
+    """Test and validation faces per actor: the handout's 30 and 15; a --quick run on a dataset
+    too small for them holds out a third and a sixth of the smallest actor's faces."""
+    smallest = int(np.bincount(labels).min())
+    if quick and smallest < 30 + 2 * 15:
+        return max(1, smallest // 3), max(1, smallest // 6)
+    return 30, 15
+
+
+def load_split(actors, seed: int, quick: bool = False) -> tuple[dict, dict, dict]:
+    """The 60x60 gray faces of ``actors``, their rows per split and the split record (the split
+    is made on these crops). It lives beside the dataset: data/, or data/quick/ for --quick."""
+    path = find_dataset(actors, (60, 60), "gray", quick)
+    data = load_faces(actors, (60, 60), "gray", quick, path=path)
+    folder = QUICK_DIR if path.parent == QUICK_DIR else inputs.DATA_DIR
+    rows, record = get_split(data, seed, *quotas(data["labels"], quick), folder=folder)
+    return data, rows, record
 
 
 def rows_of(face_ids: np.ndarray, record: dict) -> dict[str, np.ndarray]:

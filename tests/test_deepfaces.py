@@ -58,7 +58,7 @@ def test_alexnet_whole_path_cache_and_part7_of_the_same_run(synthetic, tmp_path,
     cache = synthetic["data"] / "quick" / f"features_alexnet_conv4_pool1_{TAG}.npz"
     z = inputs.load_npz(cache)
     weights = myalexnet.load_weights(synthetic["data"] / "bvlc_alexnet.npy", stop_at="conv4")
-    t = facedata.rows_of(np.arange(100, 112), deepfaces.split_record(ACTORS, 0, True))["train"][0]
+    t = facedata.rows_of(np.arange(100, 112), facedata.load_split(ACTORS, 0, True)[2])["train"][0]
     face = synthetic["images"][t]  # the first training face; row 12: its mirror image
     ref = myalexnet.forward(myalexnet.preprocess(np.stack([face, face[:, ::-1]])), weights,
                             stop_at="conv4").numpy()

@@ -162,9 +162,9 @@ def test_split_keeps_duplicates_together_and_is_deterministic(data_dir):
 
 
 def test_quick_split_sizes_shrink_only_for_a_small_dataset():
-    assert faces.split_sizes(np.repeat(np.arange(3), 9), quick=True) == (3, 1)
-    assert faces.split_sizes(np.repeat(np.arange(3), 9), quick=False) == (30, 15)
-    assert faces.split_sizes(np.repeat(np.arange(3), 80), quick=True) == (30, 15)
+    assert facedata.quotas(np.repeat(np.arange(3), 9), quick=True) == (3, 1)
+    assert facedata.quotas(np.repeat(np.arange(3), 9), quick=False) == (30, 15)
+    assert facedata.quotas(np.repeat(np.arange(3), 80), quick=True) == (30, 15)
 
 
 # ---------------------------------------------------------------------------------------
