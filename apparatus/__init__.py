@@ -1,4 +1,4 @@
-"""The apparatus: what the five coursework scripts need around the lesson, and nothing of the lesson.
+"""The apparatus: what the five coursework scripts need around the lesson, and none of the lesson.
 
 * ``inputs``    finding the fixed inputs (``data/``, then ``$DEEPNN_DATA``), checking their sha256,
                 downloading them with pooch, the restricted unpickler, atomic ``.npz``/text writes.

@@ -148,7 +148,8 @@ def assign_split(labels: np.ndarray, groups: np.ndarray, seed: int, n_test: int,
     rng = np.random.default_rng(seed)
     where = np.full(len(labels), "train", dtype=object)
     for actor in np.unique(labels):
-        own = [g for g in np.unique(groups[labels == actor]) if np.all(labels[groups == g] == actor)]
+        own = [g for g in np.unique(groups[labels == actor])
+               if np.all(labels[groups == g] == actor)]
         quota = {"test": n_test, "val": n_val}
         for g in rng.permutation(own):
             members = np.flatnonzero(groups == g)
