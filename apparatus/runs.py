@@ -43,7 +43,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
     out = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
-        if not sep or not name.strip().isidentifier():
+        if not sep or not all(w.isidentifier() for w in name.strip().split(".")):
             raise UserError(f"--set {pair!r}: write name=value, e.g. --set hidden_units=600")
         try:
             out[name.strip()] = ast.literal_eval(text.strip())
@@ -52,9 +52,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def coerce(cls, name: str, value):
-    """``value`` in the type of field ``name``'s default (a number in a tuple field -> 1-tuple)."""
-    default = getattr(cls, name, None)
+def coerce(owner, name: str, value):
+    """``value`` in the type of ``owner.name`` (a number given for a tuple -> a 1-tuple)."""
+    default = getattr(owner, name, None)
     if isinstance(default, tuple) and not isinstance(value, (tuple, list)):
         value = (value,)
     if isinstance(default, tuple):
@@ -69,12 +69,30 @@ def coerce(cls, name: str, value):
     return value
 
 
+def setting_names(cls) -> set[str]:
+    """Names ``--set`` accepts: the fields, and ``field.sub`` inside a nested settings object."""
+    names = set()
+    for f in dataclasses.fields(cls):
+        names.add(f.name)
+        if dataclasses.is_dataclass(f.type) or dataclasses.is_dataclass(getattr(cls, f.name, 0)):
+            names |= {f"{f.name}.{sub.name}" for sub in dataclasses.fields(getattr(cls, f.name))}
+    return names
+
+
 def make_settings(cls, quick: bool = False, overrides: dict | None = None):
-    """The effective settings of one part: defaults, ``cls.QUICK`` if quick, then overrides."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    changes = dict(getattr(cls, "QUICK", {})) if quick else {}
-    changes.update({k: coerce(cls, k, v) for k, v in (overrides or {}).items() if k in names})
-    return dataclasses.replace(cls(), **changes)
+    """The effective settings of one part: defaults, ``cls.QUICK`` if quick, then overrides
+    (``tanh.epochs=5`` changes one field of the nested settings ``tanh``)."""
+    settings = dataclasses.replace(cls(), **(getattr(cls, "QUICK", {}) if quick else {}))
+    known = setting_names(cls)
+    for name, value in (overrides or {}).items():
+        if name not in known:
+            continue  # a setting of another part of the same run
+        outer, _, inner = name.partition(".")
+        if inner:
+            nested = getattr(settings, outer)
+            value = dataclasses.replace(nested, **{inner: coerce(nested, inner, value)})
+        settings = dataclasses.replace(settings, **{outer: coerce(settings, outer, value)})
+    return settings
 
 
 # ======================================================================================
@@ -225,7 +243,7 @@ def start(script: str, args, parts: dict, tags: tuple = ()) -> tuple[Run, list[s
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: use a seed of 0 or more")
     overrides = parse_overrides(args.set)
-    fields = {f.name for n in names if parts.get(n) for f in dataclasses.fields(parts[n])}
+    fields = set().union(*(setting_names(parts[n]) for n in names if parts.get(n)))
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise UserError(f"--set {', '.join(unknown)}: no such setting in {', '.join(names)}. "

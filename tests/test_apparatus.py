@@ -253,3 +253,18 @@ def test_datasets_are_named_by_actor_set_and_checked(tmp_path):
         facedata.load_faces(tuple(data["actors"]), (20, 20), "gray", path=path)
     with pytest.raises(UserError):
         facedata.parse_actors("A One, A One")
+
+
+@dataclass(frozen=True)
+class Nested:
+    inner: Part = Part()
+    other: Part = Part(l2=0.0)
+
+
+def test_a_dotted_name_sets_one_field_of_nested_settings(tmp_path):
+    s = runs.make_settings(Nested, overrides={"inner.iterations": 5, "other.hidden_units": 7})
+    assert s.inner == Part(iterations=5) and s.other == Part(hidden_units=(7,), l2=0.0)
+    run, _ = start(tmp_path, "--set", "other.l2=2", "--out", str(tmp_path), parts={"p": Nested})
+    assert run.settings(Nested).other.l2 == 2.0
+    with pytest.raises(UserError, match="no such setting"):
+        start(tmp_path, "--set", "other.nope=2", "--out", str(tmp_path), parts={"p": Nested})
