@@ -61,6 +61,7 @@ class Build:
     request_timeout: float = 10.0    # seconds of silence that end a request
     file_deadline: float = 30.0      # seconds per file in all: a trickling host cannot hold one
     max_bytes: int = 20 << 20        # far above any photo: stops an endless body
+    no_network_after: int = 16       # connection failures with no answer yet: stop trying
     QUICK: ClassVar[dict] = {"rows_per_actor": 12}  # enough rows for a contact sheet
 
     def __post_init__(self):  # runs.start builds the settings, so a bad --set stops before work
@@ -246,8 +247,10 @@ def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: flo
     """``{index: (url, path)}`` fetched by a few threads -> ``{index: reason}`` ("" = done).
     A requests Session per thread retries read errors and 5xx answers with backoff (urllib3).
     Daemon threads: Ctrl-C ends the run at once; a file cut off then is a stale .part that the
-    next run deletes. Past ``budget`` seconds the rest fail at once."""
+    next run deletes. Past ``budget`` seconds, or once ``no_network_after`` hosts refused and
+    none answered, the rest fail at once."""
     deadline = time.monotonic() + budget
+    answered, refused = [0], [0]  # any HTTP answer / connection failures, counted by all threads
     todo, done = queue.SimpleQueue(), queue.SimpleQueue()
     for job in jobs.items():
         todo.put(job)
@@ -261,8 +264,14 @@ def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: flo
         with contextlib.suppress(queue.Empty):
             while True:
                 index, (url, path) = todo.get_nowait()
-                done.put((index, "--timeout spent" if time.monotonic() > deadline
-                          else download(session, url, path, settings, deadline)))
+                if time.monotonic() > deadline:
+                    reason = "--timeout spent"
+                elif refused[0] >= settings.no_network_after and not answered[0]:
+                    reason = "skipped: no network"
+                else:
+                    reason = download(session, url, path, settings, deadline)
+                    (refused if reason == "ConnectionError" else answered)[0] += 1
+                done.put((index, reason))
 
     for _ in range(min(settings.download_workers, len(jobs))):
         threading.Thread(target=worker, daemon=True).start()
@@ -354,7 +363,8 @@ def check_nothing_lost(paths, n_new: int, total: Counter, offline: bool, errors:
                        force: bool) -> None:
     """Stop before writing when a dataset would be empty or smaller than the one there."""
     found = total["cached"] + total["downloaded"]
-    how = "--offline" if offline else "no network" if set(errors) <= {"ConnectionError"} else (
+    no_network = set(errors) <= {"ConnectionError", "skipped: no network"}
+    how = "--offline" if offline else "no network" if no_network else (
         f"no download worked ({', '.join(errors)})")
     why = (f"{n_new:,} faces kept of {found:,} originals found" if found else
            f"0 of {total['rows']:,} originals found: {how} and no cache")

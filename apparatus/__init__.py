@@ -8,10 +8,18 @@
 * ``facedata``  the face datasets of one actor set and their duplicate-aware split (faces.py and
                 deepfaces.py both use them).
 
-Importing this package quietens TensorFlow's C++ log lines before TensorFlow is ever loaded.
+Importing this package quietens TensorFlow before TensorFlow is ever loaded: its log level, and,
+when one of the project's scripts is the program, the notices its C++ libraries print as they
+load (see ``runs.filter_native_logs``).
 """
 import os
+import sys
+from pathlib import Path
 
-# "I0000", "W0000", "E0000 ... cuInit" lines are TensorFlow's C++ log on a machine without a GPU;
-# level 3 keeps only fatal ones (Python errors and warnings are not affected).
+# Level 3 keeps only fatal messages of TensorFlow's C++ log (Python errors and warnings still show).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+if sys.argv and sys.argv[0] and Path(sys.argv[0]).resolve().parent in (
+        Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[1] / "bench"):
+    from apparatus.runs import filter_native_logs
+    filter_native_logs()

@@ -293,9 +293,8 @@ def filter_native_logs() -> None:
 
 
 def main_guard(main) -> None:
-    """Run ``main()`` quietly; a UserError or Ctrl-C ends in one line and exit code 2 or 130."""
+    """Run ``main()``; a UserError or Ctrl-C ends in one line and exit code 2 or 130."""
     t0 = time.perf_counter()
-    filter_native_logs()
     try:
         main()
     except UserError as err:
