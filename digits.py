@@ -87,7 +87,8 @@ class Part5:
 class Part6:
     layers: tuple = (1, 2, 3, 4)    # N: hidden layers
     units: tuple = (8, 16, 32, 64)  # K: units per layer
-    repeats: int = 3                # timings: the best of this many rounds of timeit
+    repeats: int = 5                # timings: the best of this many rounds of timeit
+    round_seconds: float = 0.02     # each round at least this long: well above the clock's tick
     QUICK: ClassVar[dict] = {"layers": (1, 2), "units": (8, 16), "repeats": 1}
 
 
@@ -666,13 +667,13 @@ def part5(run: runs.Run) -> None:
                "outlier_distances": s.outlier_distances, "outlier2d": outliers})
 
 
-def cpu_seconds(fn, repeats: int) -> float:
-    """CPU seconds per call of ``fn``: timeit's best of ``repeats`` rounds of >= 0.2 s each, on
-    one BLAS thread (so that CPU time counts the work, not other threads spinning as they wait)."""
-    from threadpoolctl import threadpool_limits  # installed with scikit-learn
+def cpu_seconds(fn, repeats: int, round_seconds: float) -> float:
+    """CPU seconds per call of ``fn``: timeit's best of ``repeats`` rounds of >= round_seconds,
+    on one BLAS thread (so that CPU time counts the work, not other threads spinning idle)."""
+    from threadpoolctl import threadpool_limits
     timer = timeit.Timer(fn, timer=time.process_time)
     with threadpool_limits(1):
-        number, _ = timer.autorange()
+        number = max(1, math.ceil(round_seconds / max(timer.timeit(1), 1e-6)))
         return min(timer.repeat(repeats, number)) / number
 
 
@@ -687,8 +688,8 @@ def part6(run: runs.Run) -> None:
             differ = max(float(np.abs(a - b).max())
                          for a, b in zip(deep_backprop(Ws, x, y), deep_per_weight(Ws, x, y)))
             assert differ < 1e-10, f"per-weight and backprop gradients differ by {differ}"
-            t_bp = cpu_seconds(lambda: deep_backprop(Ws, x, y), s.repeats)
-            t_pw = cpu_seconds(lambda: deep_per_weight(Ws, x, y), s.repeats)
+            t_bp = cpu_seconds(lambda: deep_backprop(Ws, x, y), s.repeats, s.round_seconds)
+            t_pw = cpu_seconds(lambda: deep_per_weight(Ws, x, y), s.repeats, s.round_seconds)
             c_bp, c_pw = predicted_cost(N, K)
             rows.append({"N": N, "K": K, "backprop_macs": c_bp, "per_weight_macs": c_pw,
                          "predicted_speedup": c_pw / c_bp, "backprop_seconds": t_bp,
