@@ -473,7 +473,7 @@ def part9(run: runs.Run, actors) -> dict:
     clock = time.perf_counter()
     settings = run.settings(Part9)
     data, split, _ = load_faces_and_split(run, actors)
-    names = list(data["actors"])
+    names = [str(a) for a in data["actors"]]
     unknown = [a for a in settings.actors if a not in names]
     if unknown:
         raise UserError(f"--set actors: {unknown} not in this dataset; it holds {names}")
