@@ -34,6 +34,8 @@ from pathlib import Path
 
 import jinja2
 
+from apparatus.inputs import write_text  # atomic: a full disk leaves the old report
+
 PROJECT_DIR = Path(__file__).resolve().parent
 TEMPLATES = PROJECT_DIR / "templates"
 DEFAULT_SEED = 0  # the scripts' default seed: any other makes a run a trial
@@ -239,18 +241,6 @@ def prose_words(tex: str) -> int:
     return sum(1 for word in body.split() if re.search("[A-Za-z]", word))
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def compile_pdf(tex_path: Path) -> tuple[str, int | None]:
     """Compile ``tex_path`` with pdflatex in a temporary folder, then move the PDF beside it;
     return (what happened, number of pages)."""
@@ -280,7 +270,7 @@ def build_report(out_dir: Path, source_dir: Path = PROJECT_DIR, pdf: bool = True
         env = environment(fmt, results, out_dir, source_dir)
         sections = [render_section(env, results, spec) for spec in SECTIONS]
         text = env.get_template("report.j2").render(sections=sections)
-        write_atomic(path, re.sub(r"\n{3,}", "\n\n", text))  # the macros' blank lines, collapsed
+        write_text(path, re.sub(r"\n{3,}", "\n\n", text))  # the macros' blank lines, collapsed
     note, pages = compile_pdf(written["tex"]) if pdf else ("PDF not asked for", None)
     return written | {"pdf": note, "pages": pages, "words": prose_words(text)}
 

@@ -175,7 +175,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         raise OSError("No space left on device")
     monkeypatch.setattr(report.os, "replace", full_disk)
     with pytest.raises(OSError):
-        report.write_atomic(path, "new")
+        report.write_text(path, "new")
     assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
 
 
