@@ -250,7 +250,8 @@ def compile_pdf(tex_path: Path) -> tuple[str, int | None]:
         try:
             done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
                                    f"-output-directory={tmp}", tex_path.name],
-                                  cwd=tex_path.parent, capture_output=True, text=True, timeout=300)
+                                  cwd=tex_path.parent, capture_output=True, text=True, timeout=300,
+                                  env={**os.environ, "max_print_line": "10000"})  # no wrapping
         except (OSError, subprocess.TimeoutExpired) as err:
             return f"pdflatex failed ({err})", None
         if done.returncode != 0:
