@@ -8,9 +8,10 @@ vs each weight's gradient on its own, predicted and measured cost.
 
     python digits.py [all|part1|...|part6] [--seed S] [--quick] [--set name=value] [--out DIR]
 
-Inputs are found in data/, then in $DEEPNN_DATA, else downloaded; figures go to
-images/digits_partN_*.png, numbers to results/digits_partN.json. Rows are examples: X is N x 784
-(pixels / 255; float32 for training, float64 for the checks), Y is N x 10 one-hot. Parameters
+Inputs are found in data/, then in $DEEPNN_DATA, else downloaded (Keras's mnist.npz serves
+when mnist_all.mat is absent); figures go to images/digits_partN_*.png, numbers to
+results/digits_partN.json. Rows are examples: X is N x 784 (pixels / 255; float32 for training,
+float64 for the checks), Y is N x 10 one-hot. Parameters
 travel as one dict (W, b; or W0, b0, W1, b1 with H = tanh(X W0 + b0)) and each backward function
 returns a dict with the same keys. The cost is the summed negative log-probability
 C = -sum_n log p_{n, y_n}.
@@ -102,9 +103,17 @@ def bad_input(path, problem: str) -> inputs.InputFormatError:
 
 def load_mnist(path=None) -> dict[str, np.ndarray]:
     """The course's ``mnist_all.mat``: its arrays train0..9, test0..9 of (N, 784) whole numbers in
-    0..255, checked, as train_x (60000, 784) uint8, train_y (60000,), test_x and test_y."""
+    0..255, checked, as train_x (60000, 784) uint8, train_y (60000,), test_x and test_y. Without
+    a good local copy, Keras's ``mnist.npz`` on the data search path serves (see load_keras_mnist);
+    without either, mnist_all.mat is downloaded."""
     import scipy.io
-    path = path or inputs.find_input("mnist_all.mat")
+    if path is None:
+        try:
+            path = inputs.find_input("mnist_all.mat", download=False)
+        except inputs.MissingInputError:
+            path = inputs.locate("mnist.npz") or inputs.find_input("mnist_all.mat")
+    if Path(path).suffix == ".npz":
+        return load_keras_mnist(path)
     try:
         mat = scipy.io.loadmat(path)
     except Exception as err:  # ValueError, MatReadError, OSError, ... on bytes that are no .mat
@@ -126,6 +135,25 @@ def load_mnist(path=None) -> dict[str, np.ndarray]:
     return data
 
 
+def load_keras_mnist(path) -> dict[str, np.ndarray]:
+    """Keras's ``mnist.npz`` (x_train (60000, 28, 28) uint8, y_train, x_test, y_test) as
+    load_mnist gives the course's file: the same pixels, rows grouped by digit 0..9 and in their
+    original order within each digit (a stable sort by label), which is mnist_all.mat's order."""
+    z = inputs.load_npz(path, f"Get a fresh copy of {Path(path).name}.")
+    data = {}
+    for split in ("train", "test"):
+        x, y = z.get(f"x_{split}"), z.get(f"y_{split}")
+        if (x is None or y is None or x.dtype != np.uint8 or x.shape[1:] != (28, 28)
+                or y.dtype.kind not in "iu" or y.shape != (len(x),)
+                or not np.array_equal(np.unique(y), np.arange(N_CLASSES))):
+            raise bad_input(path, f"x_{split}, y_{split} are not uint8 (N, 28, 28) images and N "
+                                  "labels covering 0..9")
+        order = np.argsort(y, kind="stable")
+        data[f"{split}_x"] = x.reshape(len(x), N_PIXELS)[order]
+        data[f"{split}_y"] = y[order].astype(np.int64)
+    return data
+
+
 def load_snapshot(path=None) -> dict[str, np.ndarray]:
     """The handout's ``snapshot50.pkl`` (restricted unpickler): finite float32 W0, b0, W1, b1."""
     path = path or inputs.find_input("snapshot50.pkl")
@@ -133,7 +161,9 @@ def load_snapshot(path=None) -> dict[str, np.ndarray]:
     if not isinstance(obj, dict) or set(SNAPSHOT_SHAPES) - set(obj):
         raise bad_input(path, "expected a dict of arrays W0, b0, W1, b1")
     for key, shape in SNAPSHOT_SHAPES.items():
-        a = np.asarray(obj[key])
+        a = obj[key]  # its type first: np.asarray of nested shared lists takes exponential time
+        if not isinstance(a, np.ndarray):
+            raise bad_input(path, f"'{key}' is a {type(a).__name__}, expected a numpy array")
         if a.shape != shape or a.dtype.kind != "f" or not np.isfinite(a).all():
             raise bad_input(path, f"'{key}' is {a.dtype} {a.shape}, expected finite floats (no "
                                   f"NaN or inf) of shape {shape}")

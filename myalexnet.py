@@ -176,11 +176,15 @@ def load_weights(path: Path | str | None = None, stop_at: str = "prob") -> dict:
     for name, expected in weight_shapes().items():
         if name not in weights:  # only the layers past stop_at may be absent
             if name in weighted_upto(stop_at):
-                refuse(f"layer '{name}' is missing (found {sorted(weights)})")
+                refuse(f"layer '{name}' is missing (found {sorted(map(str, weights))})")
             continue
-        if not isinstance(weights[name], (list, tuple)) or len(weights[name]) != 2:
-            refuse(f"layer '{name}' should be [weights, biases], found {weights[name]!r:.40}")
-        W, b = map(np.asarray, weights[name])
+        pair = weights[name]  # types only: np.asarray (or repr) of nested shared lists explodes
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2
+                and all(isinstance(a, np.ndarray) for a in pair)):
+            found = [type(a).__name__ for a in pair[:3]] if isinstance(pair, (list, tuple)) else ""
+            refuse(f"layer '{name}' should be [weights, biases] arrays, found "
+                   f"{type(pair).__name__} {found}")
+        W, b = pair
         if (W.shape, b.shape) != expected:
             refuse(f"layer '{name}' has weights {W.shape} and biases {b.shape}; AlexNet needs "
                    f"{expected[0]} and {expected[1]}")

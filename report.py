@@ -34,6 +34,7 @@ from pathlib import Path
 
 import jinja2
 
+from apparatus import runs
 from apparatus.inputs import write_text  # atomic: a full disk leaves the old report
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -313,9 +314,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="--run-all: a smoke run (a trial)")
     parser.add_argument("--no-pdf", action="store_true", help="do not run pdflatex")
     args = parser.parse_args(argv)
+    if args.seed < 0:
+        raise runs.UserError(f"--seed {args.seed}: use a seed of 0 or more")
     # a trial writes where the scripts put it by default: runs/quick-seed1/ and the like
     tag = "-".join(["quick"] * args.quick + [f"seed{args.seed}"] * (args.seed != DEFAULT_SEED))
     out_dir = (args.out or (PROJECT_DIR / "runs" / tag if tag else PROJECT_DIR)).resolve()
+    runs.check_writable(out_dir)
     if args.run_all:
         steps = STEPS + (BENCH_STEPS if args.with_bench else ())
         try:
@@ -331,4 +335,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    runs.main_guard(lambda: sys.exit(main()))

@@ -188,14 +188,44 @@ SAFE_GLOBALS = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Builds numpy arrays, numpy scalars and plain containers; refuses every other global."""
+class RestrictedUnpickler(pickle._Unpickler):
+    """Builds numpy arrays, numpy scalars and plain containers; refuses every other global, sets,
+    and dict keys other than strings and numbers: a dict hashes its keys as it is built, and a
+    key of nested shared tuples takes time exponential in its depth. (Python's own unpickler,
+    whose opcodes a subclass can replace; the course's pickles hold a few large arrays.)"""
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str):
         if (module, name) in SAFE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refused global '{module}.{name}': only numpy arrays and "
                                      "plain containers are allowed")
+
+    @staticmethod
+    def plain_keys(keys):
+        if not all(isinstance(key, (str, bytes, int, float)) for key in keys):
+            raise pickle.UnpicklingError("refused a dict key that is not a string or a number")
+
+    def load_setitem(self):  # stack: ..., dict, key, value
+        self.plain_keys(self.stack[-2:-1])
+        super().load_setitem()
+
+    def load_setitems(self):  # stack: the keys and values since the mark
+        self.plain_keys(self.stack[0::2])
+        super().load_setitems()
+
+    def load_dict(self):
+        self.plain_keys(self.stack[0::2])
+        super().load_dict()
+
+    def refuse_set(self):
+        raise pickle.UnpicklingError("refused a set: only numpy arrays and plain containers")
+
+    for opcode, load in ((pickle.SETITEM, load_setitem), (pickle.SETITEMS, load_setitems),
+                         (pickle.DICT, load_dict), (pickle.EMPTY_SET, refuse_set),
+                         (pickle.ADDITEMS, refuse_set), (pickle.FROZENSET, refuse_set)):
+        dispatch[opcode[0]] = load
+    del opcode, load
 
 
 def safe_unpickle(stream, source: str) -> object:
