@@ -179,8 +179,8 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
         extracted, speeds = len(images), [len(images) / (time.perf_counter() - start)]
         for n, (path, key) in caches.items():
             found[n] = np.concatenate(parts[n])
-            inputs.save_npz(path, key=np.array(key), features=found[n],
-                            images_per_second=np.float64(speeds[0]))
+            inputs.save_npz(path, compress=False, key=np.array(key), features=found[n],
+                            images_per_second=np.float64(speeds[0]))  # zlib: slow, saves little
     print(f"features of {len(images)} faces: {extracted} extracted now, the rest from the cache")
     return {"features": found, "extracted": extracted, "images_per_second": min(speeds),
             "weights": weights_id, "cache": {n: str(c[0]) for n, c in caches.items()}}
@@ -235,11 +235,17 @@ def train_on_layer(features, labels, split: dict, settings: TrainSettings, seed:
 # Parts
 # ======================================================================================
 
-def part10(run: runs.Run, actors, backbone: str) -> dict:
-    """Features of a pretrained network -> faces.py's tanh network; layer chosen on validation."""
+def part10(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> dict:
+    """Features of a pretrained network -> faces.py's tanh network; layer chosen on validation.
+
+    ``memo`` (a dict; main passes one to both parts) keeps the faces, their features and the
+    chosen layer's network for Part 11 in the same process; Part 11 alone makes them itself.
+    """
     clock = time.perf_counter()
-    settings = run.settings(Part10)
-    prep = prepare(run, actors, backbone, settings, settings.layers or CANDIDATES[backbone])
+    settings, memo = run.settings(Part10), {} if memo is None else memo
+    layers = tuple(settings.layers or CANDIDATES[backbone])
+    prep = memo[("faces", backbone, layers, settings.flip, settings.subset)] = prepare(
+        run, actors, backbone, settings, layers)
     labels, split = prep["labels_aug"], prep["split_aug"]
     nets = {}
     for layer, features in prep["features"].items():
@@ -250,6 +256,7 @@ def part10(run: runs.Run, actors, backbone: str) -> dict:
     # the best validation accuracy; ties: the lower validation cost. The test set is not looked at
     layer = max(nets, key=lambda n: (nets[n]["accuracy"]["val"], -nets[n]["val_cost"]))
     best, shape = nets[layer], prep["features"][layer].shape[1:]
+    memo[("network", backbone, layer, train_settings(settings))] = best
     acc = best["accuracy"]
     # Part 7 of the same run folder (same seed, actors, --quick), if on the same test faces
     p7 = (runs.read_results("faces.py", "part7", run.out) or {}).get("metrics", {})
@@ -294,21 +301,24 @@ def overlay(ax, image, heat, title: str) -> None:
     ax.set(xticks=[], yticks=[])
 
 
-def part11(run: runs.Run, actors, backbone: str) -> dict:
-    """Where the most useful hidden unit of each actor looks, and the faces that drive it most."""
+def part11(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> dict:
+    """Where the most useful hidden unit of each actor looks, and the faces that drive it most.
+    ``memo``: Part 10's faces and network of this run, if it ran in this process."""
     clock = time.perf_counter()
-    settings = run.settings(Part11)
+    settings, memo = run.settings(Part11), {} if memo is None else memo
     p10 = runs.read_results("deepfaces.py", "part10", run.out) or {}
-    layers = settings.layers or CANDIDATES[backbone]
+    layers = tuple(settings.layers or CANDIDATES[backbone])
     chosen = p10.get("backbone") == backbone and p10.get("layer") in layers
     layer = p10["layer"] if chosen else layers[0]
     print(f"layer {layer}: " + ("part10's choice" if chosen else "no part10 result, the first"))
-    prep = prepare(run, actors, backbone, settings, [layer])
+    prep = memo.get(("faces", backbone, layers, settings.flip, settings.subset)) or prepare(
+        run, actors, backbone, settings, [layer])
     labels, split = prep["labels"], prep["split"]
-    net = train_on_layer(prep["features"][layer], prep["labels_aug"], prep["split_aug"],
-                         train_settings(settings), run.seed)
+    net = memo.get(("network", backbone, layer, train_settings(settings))) or train_on_layer(
+        prep["features"][layer], prep["labels_aug"], prep["split_aug"], train_settings(settings),
+        run.seed)
     X, train, grid = net["X"], split["train"], prep["features"][layer].shape[1:]
-    W0, b0, W1 = (net["params"][k].numpy() for k in ("W0", "b0", "W1"))
+    W0, b0, W1 = (net["params"][k] for k in ("W0", "b0", "W1"))
     H_act = hidden(net["params"], X[train]).numpy()
     pre = X[train] @ W0 + b0  # pre-activations: unlike tanh they do not saturate, so they rank
 
@@ -394,8 +404,8 @@ def main(argv=None) -> dict:
     tags = facedata.actors_tags(args.actors) + (
         () if args.backbone == "mobilenet" else (f"backbone-{args.backbone}",))
     run, names = runs.start("deepfaces.py", args, PARTS, tags=tags)
-    steps = {"part10": part10, "part11": part11}
-    return {name: steps[name](run, args.actors, args.backbone) for name in names}
+    steps, memo = {"part10": part10, "part11": part11}, {}
+    return {name: steps[name](run, args.actors, args.backbone, memo) for name in names}
 
 
 if __name__ == "__main__":

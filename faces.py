@@ -31,6 +31,7 @@ b0 (H,), W1 (H, K), b1 (K,) as in the handout; accuracies are fractions in 0..1.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -201,13 +202,63 @@ def accuracy(params: dict, X, y) -> float:
     return float(np.mean(predict(params, X) == y)) if len(y) else float("nan")
 
 
-def make_optimizer(settings: TrainSettings):
-    if settings.optimizer == "adam":
-        return tf.keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    if settings.optimizer == "sgd":  # v = momentum * v - lr * dC/dW;  W += v
-        return tf.keras.optimizers.SGD(learning_rate=settings.learning_rate,
-                                       momentum=settings.momentum)
-    raise UserError(f"optimizer {settings.optimizer!r}: use 'adam' or 'sgd'")
+class Network:
+    """W0, b0, W1, b1 of one shape as tf.Variables, their optimizer and compiled steps: shared by
+    all train_net calls of one shape and optimizer (:func:`network`), as tracing is slow."""
+
+    def __init__(self, D: int, H: int, K: int, optimizer):
+        shapes = {"W0": (D, H), "b0": (H,), "W1": (H, K), "b1": (K,)}
+        self.params = {k: tf.Variable(tf.zeros(shape), name=k) for k, shape in shapes.items()}
+        self.variables, self.optimizer = list(self.params.values()), optimizer
+        optimizer.build(self.variables)  # its state (Adam's m and v) exists before any tracing
+        self.fresh = [v.numpy() for v in optimizer.variables]  # step 0, zero m and v
+        self.rng = tf.random.Generator.from_seed(0)  # input noise and dropout
+
+    @tf.function  # AutoGraph makes the loop over tf.range a graph loop: no Python between steps
+    def train_steps(self, X, y, batches, l2, noise=0.0, dropout=0.0):
+        """One update per row of batches (k, B), row indices into X (N, D) and y (N,)."""
+        for i in tf.range(tf.shape(batches)[0]):
+            self.train_step(tf.gather(X, batches[i]), tf.gather(y, batches[i]), l2, noise, dropout)
+
+    def train_step(self, xb, yb, l2, noise, dropout):
+        if noise > 0:  # Python constants: decided once, when the step is traced
+            xb = xb + noise * self.rng.normal(tf.shape(xb))
+        with tf.GradientTape() as tape:  # forward, recorded ...
+            h = hidden(self.params, xb)
+            if dropout > 0:  # drop each unit with probability `dropout`, scale up the others
+                h = h * tf.cast(self.rng.uniform(tf.shape(h)) >= dropout, h.dtype) / (1 - dropout)
+            W0, W1, b1 = (self.params[k] for k in ("W0", "W1", "b1"))
+            o = tf.matmul(h, W1) + b1
+            cross_entropy = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=o))
+            cost = cross_entropy + l2 * (tf.reduce_sum(W0 * W0) + tf.reduce_sum(W1 * W1))
+        # ... and backward: dC/dW0, dC/db0, dC/dW1, dC/db1 by reverse-mode autodiff
+        self.optimizer.apply_gradients(zip(tape.gradient(cost, self.variables), self.variables))
+
+    def evaluate(self, X, y):  # eager: a compiled graph fuses ops, which moves the costs' last bits
+        """Accuracy and mean cross-entropy of all rows of X (N, D) with labels y (N,)."""
+        o = logits(self.params, X)
+        cost = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=o))
+        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(o, 1), y), tf.float32)), cost
+
+
+def batch_order(rows: np.ndarray, batch_size: int, rng):
+    """Batches of ``rows`` without replacement; a new shuffle when an epoch has too few left."""
+    order, cursor = rng.permutation(rows), 0
+    while True:
+        if cursor + batch_size > len(order):
+            order, cursor = rng.permutation(rows), 0
+        yield order[cursor:cursor + batch_size]
+        cursor += batch_size
+
+
+@functools.cache  # one per shape and optimizer in a process: see Network
+def network(D: int, H: int, K: int, optimizer: str, learning_rate: float, momentum: float):
+    if optimizer == "adam":
+        return Network(D, H, K, tf.keras.optimizers.Adam(learning_rate=learning_rate))
+    if optimizer == "sgd":  # v = momentum * v - lr * dC/dW;  W += v
+        return Network(D, H, K, tf.keras.optimizers.SGD(learning_rate, momentum=momentum))
+    raise UserError(f"optimizer {optimizer!r}: use 'adam' or 'sgd'")
 
 
 def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
@@ -217,78 +268,49 @@ def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
     "test" (and "train_eval", the rows of the training accuracy; default "train"). Cost: mean
     cross-entropy + l2 * (sum W0^2 + sum W1^2); the history's costs are the cross-entropy alone.
     With early stopping the returned params are those of the evaluation with the best validation
-    accuracy (ties: lower validation cost). Returns (params as tf.Variables, history).
+    accuracy (ties: lower validation cost). Returns (params as NumPy arrays, history).
     """
     runs.seed_tensorflow(seed)
     rng = np.random.default_rng(seed)
     X, y = np.asarray(X, np.float32), np.asarray(y, np.int64)
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"X must be (N, D) with one label per row; got X {X.shape}, y {y.shape}")
-    init = init_params(X.shape[1], settings.hidden_units, int(y.max()) + 1, settings, rng)
-    params = {k: tf.Variable(v, name=k) for k, v in init.items()}
-    variables = [params[k] for k in ("W0", "b0", "W1", "b1")]
-    optimizer = make_optimizer(settings)
-    l2 = tf.constant(settings.l2, tf.float32)
-
-    @tf.function(autograph=False)  # no Python control flow inside: nothing to convert
-    def train_step(xb, yb):
-        if settings.input_noise > 0:  # Python constants: decided once, when the step is traced
-            xb = xb + settings.input_noise * tf.random.normal(tf.shape(xb))
-        with tf.GradientTape() as tape:  # forward, recorded ...
-            h = hidden(params, xb)
-            if settings.dropout > 0:
-                h = tf.nn.dropout(h, rate=settings.dropout)
-            o = tf.matmul(h, params["W1"]) + params["b1"]
-            cross_entropy = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=o))
-            W0, W1 = params["W0"], params["W1"]
-            cost = cross_entropy + l2 * (tf.reduce_sum(W0 * W0) + tf.reduce_sum(W1 * W1))
-        # ... and backward: dC/dW0, dC/db0, dC/dW1, dC/db1 by reverse-mode autodiff
-        optimizer.apply_gradients(zip(tape.gradient(cost, variables), variables))
-        return cost
-
-    def evaluate(xs, ys):  # eager: a few full-batch products, no retracing per split size
-        o = logits(params, xs)
-        cost = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ys, logits=o))
-        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(o, 1), ys), tf.float32)), cost
-
+    D, H, K = X.shape[1], settings.hidden_units, int(y.max()) + 1
+    net = network(D, H, K, settings.optimizer, settings.learning_rate, settings.momentum)
+    for k, value in init_params(D, H, K, settings, rng).items():  # this run's initial weights
+        net.params[k].assign(value)
+    net.optimizer.set_weights(net.fresh)  # the optimizer back at step 0
+    net.rng.reset_from_seed(seed)  # noise and dropout drawn from this run's seed
+    data, l2 = (tf.constant(X), tf.constant(y)), tf.constant(settings.l2, tf.float32)
     rows = {"train": split.get("train_eval", split["train"]), "val": split["val"],
             "test": split["test"]}
     eval_data = {k: (tf.constant(X[v]), tf.constant(y[v])) for k, v in rows.items() if len(v)}
-    history = {"best_iteration": None, **{k: [] for k in (
-        "iteration", "train_accuracy", "val_accuracy", "test_accuracy", "train_cost", "val_cost",
-        "test_cost")}}
+    history = {"best_iteration": None, "iteration": [], **{f"{name}_{what}": [] for name in (
+        "train", "val", "test") for what in ("accuracy", "cost")}}
     best, best_params, since_best = (-1.0, np.inf), None, 0
-    train_rows = np.asarray(split["train"])
-    order, cursor = rng.permutation(train_rows), 0
-    for it in range(1, settings.iterations + 1):
-        if cursor + settings.batch_size > len(order):  # a new epoch: reshuffle
-            order, cursor = rng.permutation(train_rows), 0
-        batch = order[cursor:cursor + settings.batch_size]
-        cursor += settings.batch_size
-        train_step(tf.constant(X[batch]), tf.constant(y[batch]))
-        if it % settings.eval_every and it != settings.iterations:
-            continue
+    batches = batch_order(np.asarray(split["train"]), settings.batch_size, rng)
+    for done in range(0, settings.iterations, settings.eval_every):  # steps, then an evaluation
+        it = min(done + settings.eval_every, settings.iterations)
+        net.train_steps(*data, tf.constant([next(batches) for _ in range(done, it)]), l2,
+                        settings.input_noise, settings.dropout)
         history["iteration"].append(it)
         for name in ("train", "val", "test"):
-            acc, cost = evaluate(*eval_data[name]) if name in eval_data else (np.nan, np.nan)
+            acc, cost = net.evaluate(*eval_data[name]) if name in eval_data else (np.nan, np.nan)
             history[f"{name}_accuracy"].append(float(acc))
             history[f"{name}_cost"].append(float(cost))
         score = (history["val_accuracy"][-1], history["val_cost"][-1])
         if score[0] > best[0] or (score[0] == best[0] and score[1] < best[1]):
             best, since_best = score, 0
-            best_params = {k: v.numpy() for k, v in params.items()}
+            best_params = {k: v.numpy() for k, v in net.params.items()}
             history["best_iteration"] = it
         else:
             since_best += 1
         if settings.patience is not None and since_best >= settings.patience:
             break
     if settings.early_stopping and best_params is not None:
-        for k, v in best_params.items():
-            params[k].assign(v)
-    else:
-        history["best_iteration"] = history["iteration"][-1]
-    return params, history
+        return best_params, history
+    history["best_iteration"] = history["iteration"][-1]
+    return {k: v.numpy() for k, v in net.params.items()}, history
 
 
 def plot_learning_curves(history: dict, title: str):
@@ -309,7 +331,7 @@ def plot_learning_curves(history: dict, title: str):
 
 
 # ======================================================================================
-# The faces and their split
+# Parts, and the faces and split that each loads
 # ======================================================================================
 
 def load_faces_and_split(run: runs.Run, actors) -> tuple[dict, dict, dict]:
@@ -321,10 +343,6 @@ def load_faces_and_split(run: runs.Run, actors) -> tuple[dict, dict, dict]:
           f"{record['duplicate_groups']} near-duplicate groups each kept in one split")
     return data, rows, record
 
-
-# ======================================================================================
-# Parts
-# ======================================================================================
 
 def part7(run: runs.Run, actors) -> dict:
     """H chosen on validation; learning curves; the test accuracy over training seeds."""
@@ -417,7 +435,7 @@ def part8(run: runs.Run, actors) -> dict:
                                   s)
             val[i, j] = accuracy(params, X[split["val"]], y[split["val"]])
             test[i, j] = accuracy(params, X[split["test"]], y[split["test"]])
-            weight_norm[i, j] = float(np.sqrt(np.sum(params["W0"].numpy() ** 2)))
+            weight_norm[i, j] = float(np.sqrt(np.sum(params["W0"] ** 2)))
         print(f"  seed {s}: val " + " ".join(f"{v:.3f}" for v in val[i]) +
               " | test " + " ".join(f"{v:.3f}" for v in test[i]))
     mean_val = val.mean(axis=0)
@@ -479,7 +497,7 @@ def part9(run: runs.Run, actors) -> dict:
         raise UserError(f"--set actors: {unknown} not in this dataset; it holds {names}")
     X, y, split_aug = augmented_features(data["images"], data["labels"], split, settings.flip)
     params, _ = train_net(X, y, split_aug, train_settings(settings), run.seed)
-    W0, W1 = params["W0"].numpy(), params["W1"].numpy()
+    W0, W1 = params["W0"], params["W1"]
     train = split["train"]
     # the network sees each pixel divided by its training std (standardise_columns): the weight
     # on a per-image-standardised pixel is W0 / std, which is what we draw

@@ -147,3 +147,16 @@ def test_real_mobilenet_features_have_the_expected_shape(real_data, real_faces):
     assert f.mean() > 0.01 and not np.allclose(f[0], f[1], atol=1e-2)  # trained: real responses
     single = extract(images[:1])[0].numpy()  # one image alone gives what it gives in a batch
     np.testing.assert_allclose(single[0], f[0], rtol=1e-3, atol=1e-4)
+
+
+def test_part10_twice_gives_the_same_metrics_bit_for_bit(mobilenet_weights, tmp_path):
+    """Two quick runs into two folders, each extracting its features anew; the second reuses the
+    first's compiled network (one process). Every metric is identical, the timing apart."""
+    metrics = []
+    for out in (tmp_path / "first", tmp_path / "second"):
+        for cache in mobilenet_weights.parent.glob(f"quick/features_mobilenet_*_{TAG}.npz"):
+            cache.unlink()
+        deepfaces.main(["part10", "--quick", "--out", str(out), "--actors", ",".join(ACTORS)])
+        metrics.append(read(out, "part10")["metrics"])
+        assert metrics[-1].pop("extract_images_per_second") > 0
+    assert metrics[0] == metrics[1] and metrics[0]["images_extracted_now"] == 18

@@ -4,6 +4,7 @@ Synthetic data throughout (tiny shapes): Gaussian blobs for the trainer, and 60x
 smooth pattern per actor plus noise, some planted near-duplicates) in a temporary data/ folder.
 One real-data quick Part 7 skips when the real faces are absent.
 """
+import dataclasses
 import json
 import os
 
@@ -108,9 +109,18 @@ def test_training_lowers_the_cost_and_beats_chance():
 
 def test_same_seed_same_numbers_other_seed_other_numbers():
     X, y, split = blobs()
-    settings = faces.TrainSettings(hidden_units=8, iterations=40, eval_every=10, patience=None)
-    runs_ = [faces.train_net(X, y, split, settings, seed=s)[1] for s in (3, 3, 4)]
-    assert runs_[0] == runs_[1] and runs_[0]["train_cost"] != runs_[2]["train_cost"]
+    plain = faces.TrainSettings(hidden_units=8, iterations=40, eval_every=10, patience=None)
+    noisy = dataclasses.replace(plain, input_noise=0.3, dropout=0.2)  # drawn from the seed too
+    histories = []
+    for settings in (plain, noisy):  # the runs of one shape share one compiled network ...
+        (p, h), (p_again, h_again), (p_other, h_other) = (
+            faces.train_net(X, y, split, settings, seed=s) for s in (3, 3, 4))
+        assert h == h_again and h["train_cost"] != h_other["train_cost"]
+        # ... and each gets its own copy of the weights, which later runs leave alone
+        assert all(np.array_equal(p[k], p_again[k]) for k in p)
+        assert not np.array_equal(p["W0"], p_other["W0"])
+        histories.append(h)
+    assert histories[0]["train_cost"] != histories[1]["train_cost"]
 
 
 def test_weight_decay_shrinks_the_weights():
@@ -120,7 +130,7 @@ def test_weight_decay_shrinks_the_weights():
         params, _ = faces.train_net(X, y, split, faces.TrainSettings(
             hidden_units=16, l2=lam, iterations=150, eval_every=50, learning_rate=0.01,
             early_stopping=False, patience=None), seed=0)
-        norms.append(sum(np.sum(params[k].numpy() ** 2) for k in ("W0", "W1")))
+        norms.append(sum(np.sum(params[k] ** 2) for k in ("W0", "W1")))
     assert norms[1] < 0.7 * norms[0]  # same init and batches: decay pulls the norm well down
 
 
