@@ -38,7 +38,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from apparatus import facedata, inputs, runs  # before TensorFlow: it quietens TF's C++ log
+from apparatus import facedata, runs  # before TensorFlow: it quietens TF's C++ log
 from apparatus.inputs import UserError
 
 import tensorflow as tf  # noqa: E402

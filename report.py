@@ -39,7 +39,6 @@ from apparatus.inputs import write_text  # atomic: a full disk leaves the old re
 
 PROJECT_DIR = Path(__file__).resolve().parent
 TEMPLATES = PROJECT_DIR / "templates"
-DEFAULT_SEED = 0  # the scripts' default seed: any other makes a run a trial
 
 # ======================================================================== What the report holds
 
@@ -95,21 +94,17 @@ def load_results(out_dir: Path) -> dict[str, dict]:
 def is_trial(record: dict) -> bool:
     """A run with anything but the default settings: its numbers are not quoted."""
     return bool(record.get("trial") or record.get("quick") or record.get("overrides")
-                or record.get("seed", DEFAULT_SEED) != DEFAULT_SEED)
+                or record.get("seed", runs.DEFAULT_SEED) != runs.DEFAULT_SEED)
 
 
-def pick(record: dict, *paths: str, default=KeyError):
-    """The value at the first of ``paths`` ("settings.train.l2") that ``record`` holds: results
-    of different versions of a script keep a setting in different places."""
-    for path in paths:
-        value = record
-        for key in path.split("."):
-            value = value.get(key, KeyError) if isinstance(value, dict) else KeyError
-        if value is not KeyError:
-            return value
-    if default is KeyError:  # the section then says "not run" and names what it lacks
-        raise KeyError(" or ".join(paths))
-    return default
+def pick(record: dict, path: str, default=KeyError):
+    """The value at ``path`` ("settings.l2") in ``record``, else ``default``."""
+    value = record
+    for key in path.split("."):
+        value = value.get(key, KeyError) if isinstance(value, dict) else KeyError
+    if value is KeyError and default is KeyError:  # the section says "not run" and what it lacks
+        raise KeyError(path)
+    return default if value is KeyError else value
 
 
 def function_source(path: Path, name: str) -> str | None:
@@ -310,15 +305,14 @@ def main(argv=None) -> int:
                         "report (default: the project; runs/<tag>/ for a trial)")
     parser.add_argument("--run-all", action="store_true", help="first run every part in order")
     parser.add_argument("--with-bench", action="store_true", help="--run-all: and the benchmarks")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="--run-all: their seed")
+    parser.add_argument("--seed", type=int, default=runs.DEFAULT_SEED, help="--run-all: their seed")
     parser.add_argument("--quick", action="store_true", help="--run-all: a smoke run (a trial)")
     parser.add_argument("--no-pdf", action="store_true", help="do not run pdflatex")
     args = parser.parse_args(argv)
     if args.seed < 0:
         raise runs.UserError(f"--seed {args.seed}: use a seed of 0 or more")
-    # a trial writes where the scripts put it by default: runs/quick-seed1/ and the like
-    tag = "-".join(["quick"] * args.quick + [f"seed{args.seed}"] * (args.seed != DEFAULT_SEED))
-    out_dir = (args.out or (PROJECT_DIR / "runs" / tag if tag else PROJECT_DIR)).resolve()
+    # a trial's report goes where the scripts put the trial: runs/quick-seed1/ and the like
+    out_dir = (args.out or runs.Run("report.py", args.seed, args.quick).out).resolve()
     runs.check_writable(out_dir)
     if args.run_all:
         steps = STEPS + (BENCH_STEPS if args.with_bench else ())
