@@ -315,8 +315,10 @@ def train_network(params: dict, backward, X, Y, sgd: SGDSettings, rng,
                 dw = grads[k] / B
                 if sgd.weight_decay and k.startswith("W"):
                     dw += sgd.weight_decay * w
-                velocity[k] = sgd.momentum * velocity[k] - lr * dw
-                w += velocity[k]
+                v = velocity[k]  # in place, as w: v = mu v - lr dw, without temporary arrays
+                v *= sgd.momentum
+                v -= lr * dw
+                w += v
         epoch_seconds.append(time.perf_counter() - start)
         evaluate(params, (epoch + 1) * n_batches)
     return epoch_seconds
