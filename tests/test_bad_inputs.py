@@ -3,7 +3,7 @@
 The standard: a user error is one message that names the file or option and says what to do,
 exit code 2, never a traceback; nothing already computed or downloaded is lost; every input is
 checked before use. Files are small and synthetic, written into tmp_path; network faults come
-from a server on 127.0.0.1 that the test starts and stops (test_get_all_imgs.py's ``server``).
+from a server on 127.0.0.1 that the test starts and stops (conftest.py's ``server``).
 
 Parts of some classes are tested beside the code they concern (``test_elsewhere`` below checks
 that those tests still exist):
@@ -36,11 +36,10 @@ import get_all_imgs as gai
 import myalexnet
 from apparatus import facedata, inputs, runs
 from apparatus.inputs import InputFormatError, MissingInputError, UserError
-from test_digits import fake_inputs, write_mnist, write_snapshot  # noqa: F401 (a fixture)
-from test_get_all_imgs import PNG, build, line, project, server, sha  # noqa: F401 (fixtures)
+from fakes import PNG, build, line, sha, write_mnist, write_snapshot
 
 PROJECT = runs.PROJECT_DIR
-TWO = ("Ann Alpha", "Bob Beta")  # the synthetic actor set of test_get_all_imgs.py
+TWO = ("Ann Alpha", "Bob Beta")  # the synthetic actor set of fakes.build
 
 
 def dead_url() -> str:

@@ -14,13 +14,13 @@ import deepfaces
 import faces
 import myalexnet
 from apparatus import facedata, inputs, runs
-from test_faces import ACTORS, data_dir, save_synthetic  # noqa: F401  (data_dir: a fixture)
+from fakes import ACTORS, save_synthetic
 
 TAG = facedata.actors_tag(ACTORS)
 
 
 @pytest.fixture
-def synthetic(data_dir):  # noqa: F811
+def synthetic(data_dir):
     """Four faces per actor (each actor a bright square in its own place) in both datasets."""
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(len(ACTORS)), 4)

@@ -1,7 +1,8 @@
 """Tests of digits.py: the math on tiny shapes, the loaders on bad files, every part under --quick.
 
 The --quick runs read small synthetic stand-ins for mnist_all.mat and snapshot50.pkl written into
-tmp_path, so they run offline in seconds; test_real_data checks the real files where present.
+tmp_path (fakes.py; conftest.py's ``fake_inputs``), so they run offline in seconds;
+test_real_data checks the real files where present.
 """
 import os
 import pickle
@@ -13,6 +14,7 @@ import pytest
 
 import digits
 from apparatus import inputs, runs
+from fakes import write_mnist, write_snapshot
 
 # --------------------------------------------------------------------------- helpers
 
@@ -35,45 +37,6 @@ def check(net, params, X, Y, rng, n_coords=10):
     backward = digits.softmax_backward if net == "softmax" else digits.tanh_backward
     return digits.gradient_check(lambda p: digits.nll_cost(forward(p, X), Y),
                                  lambda p: backward(p, X, Y), params, rng, n_coords)
-
-
-def write_mnist(path, rng, n_train=40, n_test=12, change=None):
-    import scipy.io
-    mat = {f"{split}{d}": rng.integers(0, 256, (n, 784), dtype=np.uint8)
-           for split, n in (("train", n_train), ("test", n_test)) for d in range(10)}
-    if change:
-        change(mat)
-    scipy.io.savemat(path, mat)
-    return path
-
-
-def write_snapshot(path, rng, change=None):
-    obj = {k: (0.05 * rng.standard_normal(s)).astype(np.float32)
-           for k, s in digits.SNAPSHOT_SHAPES.items()}
-    if change:
-        change(obj)
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
-    return path
-
-
-@pytest.fixture
-def fake_inputs(tmp_path, monkeypatch):
-    """Synthetic mnist_all.mat (2200 + 1100 images) and snapshot50.pkl as the inputs found.
-
-    Their sha256 is not the registered one, so the registry entries are emptied for the test
-    (an input without a published hash is checked by its loader only), and data/ is moved aside.
-    """
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "inputs"
-    folder.mkdir()
-    write_mnist(folder / "mnist_all.mat", rng, n_train=220, n_test=110)
-    write_snapshot(folder / "snapshot50.pkl", rng)
-    monkeypatch.setenv("DEEPNN_DATA", str(folder))
-    monkeypatch.setattr(inputs, "DATA_DIR", tmp_path / "no-data")
-    for name in ("mnist_all.mat", "snapshot50.pkl"):
-        monkeypatch.setitem(inputs.REGISTRY, name, (None, ()))
-    return folder
 
 
 # --------------------------------------------------------------------------- the math

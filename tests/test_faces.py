@@ -1,8 +1,8 @@
 """faces.py: the network's gradient and training, the split as faces.py uses it, each part --quick.
 
 Synthetic data throughout (tiny shapes): Gaussian blobs for the trainer, and 60x60 "faces" (one
-smooth pattern per actor plus noise, some planted near-duplicates) in a temporary data/ folder.
-One real-data quick Part 7 skips when the real faces are absent.
+smooth pattern per actor plus noise, some planted near-duplicates) in a temporary data/ folder
+(conftest.py's ``data_dir``). One real-data quick Part 7 skips when the real faces are absent.
 """
 import dataclasses
 import json
@@ -14,8 +14,7 @@ import tensorflow as tf
 
 import faces
 from apparatus import facedata, inputs, runs
-
-ACTORS = ("Fran Drescher", "Steve Carell", "Bill Hader")
+from fakes import ACTORS, save_synthetic
 
 
 def blobs(n_per_class=50, K=3, D=20, seed=0):
@@ -50,22 +49,6 @@ def synthetic_faces(n_per_actor=56, side=60, seed=0, n_dup_groups=4):
     return {"images": np.clip(images, 0, 255).astype(np.uint8), "labels": labels,
             "actors": ACTORS, "face_ids": face_ids,
             "sha256": [f"{i:064x}" for i in range(len(labels))]}, planted
-
-
-def save_synthetic(folder, data, size=(60, 60), mode="gray"):
-    path = folder / facedata.dataset_name(data["actors"], size, mode)
-    return facedata.save_faces(path, **data)
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """An empty project data/ (and data/quick/) in tmp_path; no other data folders searched."""
-    monkeypatch.setattr(inputs, "DATA_DIR", tmp_path / "data")
-    monkeypatch.setattr(facedata, "QUICK_DIR", tmp_path / "data" / "quick")
-    monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")
-    monkeypatch.setenv("DEEPNN_DATA", str(tmp_path / "nothing_here"))
-    (tmp_path / "data" / "quick").mkdir(parents=True)
-    return tmp_path / "data"
 
 
 def read(out, part):

@@ -1,13 +1,11 @@
 """Tests of get_all_imgs.py: list lines, crops, downloads from a server on 127.0.0.1, the guard.
 
-Offline: the HTTP server runs in this process. The real-data test builds the six actors' faces
-from the shared cache (small outputs, a few seconds) and skips when the cache is absent.
+Offline: the HTTP server runs in this process (conftest.py's ``server``; the test picture, list
+lines and a small build: fakes.py). The real-data test builds the six actors' faces from the
+shared cache (small outputs, a few seconds) and skips when the cache is absent.
 """
-import hashlib
-import http.server
 import io
 import json
-import threading
 import time
 
 import numpy as np
@@ -18,79 +16,9 @@ from PIL import Image
 import get_all_imgs as gai
 from apparatus import facedata, inputs, runs
 from apparatus.inputs import UserError
+from fakes import PIXELS, PNG, RECT, build, encode, line, sha
 
-RECT = (10, 6, 34, 22)  # x1, y1, x2, y2 in the 48 x 32 test picture: 24 wide, 16 tall
-SMALL = "outputs=((16, 24, 'rgb'), (16, 24, 'gray'))"  # 16 x 24 = the bbox: no resampling
-
-
-def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format=fmt)
-    return buf.getvalue()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-PIXELS = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)  # any shift shows
-PNG = encode(PIXELS)
 OTHER = encode(PIXELS[::-1])  # what a host serves instead of the listed file
-
-
-def line(name, face_id, url, digest, bbox=RECT):
-    return "\t".join([name, str(1000 + face_id), str(face_id), url, ",".join(map(str, bbox)),
-                      digest])
-
-
-@pytest.fixture
-def server():
-    """A local server: ``routes[path] = (status, body, seconds between bytes)``."""
-    routes = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's name
-            status, body, trickle = routes.get(self.path, (404, b"not found", 0))
-            try:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                for k in range(0, len(body), 1 if trickle else len(body) or 1):
-                    self.wfile.write(body[k:k + (1 if trickle else len(body))])
-                    time.sleep(trickle)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up: the deadline case
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    routes["base"] = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield routes
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A project without real data (data/ in tmp_path, DEEPNN_DATA empty); ``lists(lines)``
-    writes both list files there and registers their sha256 as the known one."""
-    monkeypatch.setenv("DEEPNN_DATA", "")
-    monkeypatch.setattr(inputs, "DATA_DIR", tmp_path / "data")
-    (tmp_path / "data" / "uncropped").mkdir(parents=True)
-
-    def lists(actor_lines, actress_lines=()):
-        for name, lines in zip(gai.LIST_FILES, (actor_lines, actress_lines)):
-            text = "".join(f"{x}\n" for x in lines)
-            (tmp_path / "data" / name).write_text(text)
-            monkeypatch.setitem(inputs.REGISTRY, name, (None, (sha(text.encode()),)))
-    return lists
-
-
-def build(tmp_path, *args, actors="Ann Alpha,Bob Beta"):
-    return gai.main(["--out", str(tmp_path / "out"), "--actors", actors, "--set", SMALL, *args])
 
 
 def dataset(tmp_path, mode="rgb", actors=("Ann Alpha", "Bob Beta")):
