@@ -147,10 +147,12 @@ class SklearnArm:
         return float(np.mean(self.classifier.predict(X_test) == y_test))
 
 
-def epoch_breakdown(params, X, y, s: Bench, seed: int) -> dict[str, float]:
+def epoch_breakdown(params, X, y, s: Bench, seed: int) -> tuple[dict[str, float], dict]:
     """Where our epoch goes: the lines of ``train_network`` and ``tanh_backward`` for one epoch,
     with a clock read between steps (600 batches x 8 reads of ~0.1 us: nothing next to the steps).
-    The two products marked "floor" are the floor arm's; the rest is what our epoch adds to it."""
+    The two products marked (floor) are the floor arm's; the rest is what our epoch adds to it.
+    Returns (seconds per step, the weights after the epoch: a test holds them to train_network's).
+    """
     p = {k: v.copy() for k, v in params.items()}
     velocity, Y = {k: np.zeros_like(v) for k, v in p.items()}, digits.one_hot(y)
     B, lr, mu = s.batch_size, s.learning_rate, s.momentum
@@ -183,7 +185,7 @@ def epoch_breakdown(params, X, y, s: Bench, seed: int) -> dict[str, float]:
         clock.append(time.perf_counter())
         for step, t0, t1 in zip(steps, clock, clock[1:]):
             seconds[step] += t1 - t0
-    return seconds
+    return seconds, p
 
 
 ARM_CLASSES = {"numpy": NumpyArm, "keras": KerasArm, "sklearn": SklearnArm, "floor": FloorArm}
@@ -252,7 +254,7 @@ def main(argv=None) -> None:
     print("\n".join(f"  {name:36s} {value:9.4f}" for name, value in metrics.items()))
     breakdown = {}
     if "numpy" in arms:  # one more epoch of ours, step by step (the median epoch beside it)
-        breakdown = epoch_breakdown(params, X, y, s, run.seed)
+        breakdown = epoch_breakdown(params, X, y, s, run.seed)[0]
         print(f"our epoch, step by step ({sum(breakdown.values()):.3f} s; median epoch "
               f"{metrics['numpy_seconds_per_epoch']:.3f} s):")
         print("\n".join(f"  {k:32s} {v:7.3f} s" for k, v in breakdown.items()))

@@ -1,7 +1,13 @@
-"""The bench scripts (run by hand, never trained here): importing them runs and loads nothing."""
+"""The bench scripts (run by hand, never trained here): importing them runs and loads nothing;
+the step-by-step epoch of the training benchmark is the trainer's epoch."""
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+
+import digits
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -30,3 +36,29 @@ def test_bench_help_names_its_options():
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert option in done.stdout and "--quick" in done.stdout
+
+
+def test_the_step_by_step_epoch_ends_at_the_weights_of_the_trainers_epoch():
+    """bench/train_speed.py times our epoch step by step with a copy of train_network's and
+    tanh_backward's lines: on the same batches it must reach the very same weights, or it would
+    time something else than what the lesson trains."""
+    spec = importlib.util.spec_from_file_location("train_speed", PROJECT / "bench/train_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(0)
+    X = rng.random((230, 784), dtype=np.float32)  # 4 batches of 50, the last 30 rows dropped
+    y = rng.integers(0, 10, 230)
+    params = {"W0": 0.05 * rng.standard_normal((784, 16), dtype=np.float32),
+              "b0": 0.1 * rng.standard_normal(16, dtype=np.float32),
+              "W1": 0.1 * rng.standard_normal((16, 10), dtype=np.float32),
+              "b1": np.zeros(10, np.float32)}
+    s = bench.Bench(batch_size=50)
+    seconds, stepped = bench.epoch_breakdown(params, X, y, s, seed=3)
+    trained = {k: v.copy() for k, v in params.items()}
+    digits.train_network(trained, digits.tanh_backward, X, digits.one_hot(y), digits.SGDSettings(
+        epochs=1, batch_size=50, schedule="constant", learning_rate=s.learning_rate,
+        momentum=s.momentum), np.random.default_rng(3))
+    for k in params:
+        assert not np.array_equal(trained[k], params[k]), k  # the epoch moved every array
+        np.testing.assert_array_equal(stepped[k], trained[k], err_msg=k)
+    assert len(seconds) == 8 and all(t >= 0 for t in seconds.values())
