@@ -29,6 +29,7 @@ import math
 import os
 import queue
 import re
+import sys
 import threading
 import time
 import urllib.parse
@@ -326,6 +327,12 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
     print(summary_table(counts))
     if errors:
         print("download failures: " + ", ".join(f"{k} x{v}" for k, v in errors.most_common()))
+    few = facedata.too_few_faces([k[0] for k in kept], actors, *(
+        (0, 0) if run.quick else (facedata.N_TEST, facedata.N_VAL)))  # quick: its quotas shrink
+    if few:
+        print(f"warning: too few faces kept for faces.py and deepfaces.py, which hold out "
+              f"{facedata.N_TEST} test and {facedata.N_VAL} validation faces per actor: "
+              f"{', '.join(few)}. {facedata.MORE_FACES}", file=sys.stderr)
 
     total = sum(counts.values(), Counter())
     folder = Path(dest) / "quick" if run.quick else Path(dest)  # data/quick: facedata.QUICK_DIR

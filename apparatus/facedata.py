@@ -28,6 +28,7 @@ DEFAULT_ACTORS = ("Fran Drescher", "America Ferrera", "Kristin Chenoweth",
                   "Alec Baldwin", "Bill Hader", "Steve Carell")
 QUICK_DIR = DATA_DIR / "quick"   # the small datasets of get_all_imgs.py --quick
 SPLITS = ("train", "val", "test")
+N_TEST, N_VAL = 30, 15           # faces held out per actor (the handout's); the rest: training
 
 
 def parse_actors(text: str) -> tuple[str, ...]:
@@ -147,7 +148,7 @@ def assign_split(labels: np.ndarray, groups: np.ndarray, seed: int, n_test: int,
     rest is training. A group holding photos of two actors goes to training."""
     rng = np.random.default_rng(seed)
     where = np.full(len(labels), "train", dtype=object)
-    for actor in np.unique(labels):
+    for actor in range(len(actors) if actors is not None else labels.max() + 1):
         own = [g for g in np.unique(groups[labels == actor])
                if np.all(labels[groups == g] == actor)]
         quota = {"test": n_test, "val": n_val}
@@ -160,22 +161,39 @@ def assign_split(labels: np.ndarray, groups: np.ndarray, seed: int, n_test: int,
                     break
         if quota["test"] or quota["val"]:
             name = actors[actor] if actors is not None else f"label {actor}"
-            raise UserError(f"{name} has {np.sum(labels == actor)} faces: too few to hold out "
-                            f"{n_test} test and {n_val} validation faces. Choose another actor.")
+            raise UserError(f"{name} has {np.sum(labels == actor)} faces in too few distinct "
+                            f"photos to hold out {n_test} test and {n_val} validation faces. "
+                            f"{MORE_FACES}")
     return {name: np.flatnonzero(where == name) for name in SPLITS}
+
+
+MORE_FACES = ("Fetch more of their photos (python get_all_imgs.py with a network: downloads "
+              "resume) or choose other actors.")
+
+
+def too_few_faces(labels: np.ndarray, actors, n_test: int = N_TEST, n_val: int = N_VAL) -> list:
+    """The actors (with their counts) that cannot fill both held-out quotas and keep a training
+    face: an actor with no face at all is among them, though no label names it."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=len(actors))
+    return [f"{a} ({n})" for a, n in zip(actors, counts) if n < n_test + n_val + 1]
 
 
 def split_path(actors, seed: int, folder: Path) -> Path:
     return Path(folder) / f"faces_{actors_tag(actors)}_split_seed{seed}.json"
 
 
-def get_split(data: dict, seed: int, n_test: int = 30, n_val: int = 15, folder: Path | None = None,
+def get_split(data: dict, seed: int, n_test: int = N_TEST, n_val: int = N_VAL,
+              folder: Path | None = None,
               side: int = 16, threshold: float = 0.96) -> tuple[dict[str, np.ndarray], dict]:
     """Row indices per split of ``data`` and the split record, made once per seed and kept.
 
     A saved split is reused when it was made with the same quotas and holds every face id of
     ``data``; otherwise the groups are found, the split made, and saved (atomically).
     """
+    few = too_few_faces(data["labels"], data["actors"], n_test, n_val)
+    if few:  # before a saved split is trusted: it may come from a build that had more faces
+        raise UserError(f"too few faces to hold out {n_test} test and {n_val} validation faces "
+                        f"per actor and train on the rest: {', '.join(few)}. {MORE_FACES}")
     path = split_path(data["actors"], seed, folder or inputs.DATA_DIR)
     wanted = {"seed": seed, "n_test": n_test, "n_val": n_val, "dup_side": side,
               "dup_threshold": threshold}
@@ -198,13 +216,13 @@ def get_split(data: dict, seed: int, n_test: int = 30, n_val: int = 15, folder: 
     return split, record
 
 
-def quotas(labels: np.ndarray, quick: bool) -> tuple[int, int]:
+def quotas(labels: np.ndarray, quick: bool, n_actors: int = 0) -> tuple[int, int]:
     """Test and validation faces per actor: the handout's 30 and 15; a --quick run on a dataset
     too small for them holds out a third and a sixth of the smallest actor's faces."""
-    smallest = int(np.bincount(labels).min())
-    if quick and smallest < 30 + 2 * 15:
+    smallest = int(np.bincount(labels, minlength=n_actors).min())
+    if quick and smallest < N_TEST + 2 * N_VAL:
         return max(1, smallest // 3), max(1, smallest // 6)
-    return 30, 15
+    return N_TEST, N_VAL
 
 
 def load_split(actors, seed: int, quick: bool = False) -> tuple[dict, dict, dict]:
@@ -213,7 +231,8 @@ def load_split(actors, seed: int, quick: bool = False) -> tuple[dict, dict, dict
     path = find_dataset(actors, (60, 60), "gray", quick)
     data = load_faces(actors, (60, 60), "gray", quick, path=path)
     folder = QUICK_DIR if path.parent == QUICK_DIR else inputs.DATA_DIR
-    rows, record = get_split(data, seed, *quotas(data["labels"], quick), folder=folder)
+    rows, record = get_split(data, seed, *quotas(data["labels"], quick, len(data["actors"])),
+                             folder=folder)
     return data, rows, record
 
 

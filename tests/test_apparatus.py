@@ -226,8 +226,28 @@ def test_near_copies_form_one_group_and_stay_in_one_split(tmp_path):
 
 
 def test_an_actor_with_too_few_faces_is_named(tmp_path):
-    with pytest.raises(UserError, match="A One has 12 faces: too few to hold out 8 test"):
+    with pytest.raises(UserError, match=r"hold out 8 test .*: A One \(12\), B Two \(12\)"):
         facedata.get_split(faces(), seed=0, n_test=8, n_val=6, folder=tmp_path)
+
+
+def test_an_actor_without_faces_is_named_even_when_a_saved_split_exists(tmp_path):
+    """An actor no download reached has no label at all: a check over the labels present
+    would pass them by, and the nets would train on one class fewer than they name."""
+    data = faces(actors=("A One", "B Two", "C Three"))
+    facedata.get_split(data, seed=0, n_test=4, n_val=2, folder=tmp_path)  # saved
+    keep = data["labels"] < 2  # a rebuild that found none of C Three's photos
+    fewer = {**{k: data[k][keep] for k in ("images", "labels", "face_ids")},
+             "actors": data["actors"]}
+    with pytest.raises(UserError, match=r"C Three \(0\)\. Fetch more"):
+        facedata.get_split(fewer, seed=0, n_test=4, n_val=2, folder=tmp_path)
+    assert facedata.quotas(fewer["labels"], quick=True, n_actors=3) == (1, 1)  # then refused
+
+
+def test_an_actor_whose_photos_are_all_one_photo_is_named(tmp_path):
+    data = faces(n_per_actor=20)
+    data["images"][:20] = data["images"][0]  # twenty copies of one photo: one group
+    with pytest.raises(UserError, match="A One has 20 faces in too few distinct photos"):
+        facedata.get_split(data, seed=0, n_test=4, n_val=2, folder=tmp_path)
 
 
 def test_a_split_of_another_build_is_refused():

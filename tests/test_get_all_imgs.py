@@ -143,6 +143,18 @@ def test_build_from_the_server(server, project, tmp_path):
     assert (again["cached_total"], again["kept_total"], again["downloaded_total"]) == (3, 2, 0)
 
 
+def test_a_build_warns_of_an_actor_it_found_no_photos_of(server, project, tmp_path, capsys):
+    base = server["base"]
+    server.update({"/a.png": (200, PNG, 0)})
+    project([line("Ann Alpha", 1, f"{base}/a.png", sha(PNG))],
+            [line("Bob Beta", 2, f"{base}/gone.png", sha(PNG))])  # HTTP 404: no face of Bob
+    m = build(tmp_path)
+    assert (m["kept_alpha"], m["kept_beta"]) == (1, 0)
+    warning = capsys.readouterr().err
+    assert "warning: too few faces kept" in warning
+    assert "Ann Alpha (1), Bob Beta (0)" in warning and "get_all_imgs.py with a network" in warning
+
+
 def test_verified_copy_further_along_wins(project, tmp_path, monkeypatch):
     shared = tmp_path / "shared"
     (shared / "uncropped").mkdir(parents=True)
