@@ -190,6 +190,9 @@ def get_split(data: dict, seed: int, n_test: int = N_TEST, n_val: int = N_VAL,
     A saved split is reused when it was made with the same quotas and holds every face id of
     ``data``; otherwise the groups are found, the split made, and saved (atomically).
     """
+    if len(data["actors"]) < 2:  # one class: every net would be right every time
+        raise UserError(f"one actor ({data['actors'][0]}): the networks tell actors apart; "
+                        "give at least two with --actors")
     few = too_few_faces(data["labels"], data["actors"], n_test, n_val)
     if few:  # before a saved split is trusted: it may come from a build that had more faces
         raise UserError(f"too few faces to hold out {n_test} test and {n_val} validation faces "

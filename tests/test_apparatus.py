@@ -243,6 +243,11 @@ def test_an_actor_without_faces_is_named_even_when_a_saved_split_exists(tmp_path
     assert facedata.quotas(fewer["labels"], quick=True, n_actors=3) == (1, 1)  # then refused
 
 
+def test_a_split_of_one_actor_is_refused(tmp_path):
+    with pytest.raises(UserError, match="one actor .A One.: the networks tell actors apart"):
+        facedata.get_split(faces(actors=("A One",)), seed=0, n_test=4, n_val=2, folder=tmp_path)
+
+
 def test_an_actor_whose_photos_are_all_one_photo_is_named(tmp_path):
     data = faces(n_per_actor=20)
     data["images"][:20] = data["images"][0]  # twenty copies of one photo: one group
