@@ -68,12 +68,14 @@ class Part10(TrainSettings):
     patience: int | None = 30        # 750 iterations without a better validation: stop
     QUICK: ClassVar[dict] = dict(subset=(8, 4), hidden_units=16, iterations=40, eval_every=10,
                                  patience=None)
+    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "extract_batch": ">= 1"}
 
 
 @dataclass(frozen=True)
 class Part11(Part10):
     n_top: int = 4                   # training faces shown per unit
     n_top_score: int = 10            # faces over which "same actor" is measured for the metric
+    LIMITS: ClassVar[dict] = {**Part10.LIMITS, "n_top": ">= 1", "n_top_score": ">= 1"}
 
 
 # ======================================================================================

@@ -40,6 +40,7 @@ class Part3:
     n_coords: int = 25   # the handout asks for at least 25 coordinates of every array
     step: float = 1e-3   # 4-point stencil: truncation ~h^4, rounding ~eps |C| / h, both ~1e-12
     QUICK: ClassVar[dict] = {"n_coords": 5}
+    LIMITS: ClassVar[dict] = {"n_images": ">= 1", "n_coords": ">= 1", "step": "> 0"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class SGDSettings:  # mini-batch SGD with momentum, as train_network runs it
     schedule: str = "cosine"     # "cosine" decays the step to 0 over the run, or "constant"
     weight_decay: float = 0.0    # lambda: dw += lambda w (not biases): a penalty lambda/2 ||W||^2
     max_shift: int = 0           # move each batch by -max_shift..max_shift pixels (augmentation)
+    LIMITS: ClassVar[dict] = {"epochs": ">= 1", "batch_size": ">= 1", "learning_rate": "> 0",
+                              "momentum": ">= 0 and < 1", "schedule": ("cosine", "constant"),
+                              "weight_decay": ">= 0", "max_shift": ">= 0 and < 28"}
 
     def rate(self, epoch: int) -> float:
         """The step of epoch ``epoch`` (from 0): lr (1 + cos(pi epoch / epochs)) / 2 or lr."""
@@ -67,6 +71,7 @@ class Part4:
     tanh: SGDSettings = SGDSettings(max_shift=1)  # shifts: still learning once it fits
     QUICK: ClassVar[dict] = {"n_val": 200, "softmax": SGDSettings(epochs=2),
                              "tanh": SGDSettings(epochs=2, max_shift=1)}
+    LIMITS: ClassVar[dict] = {"n_val": ">= 1", "n_train_eval": ">= 1", "n_hidden_shown": ">= 1"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,17 @@ class Part5:
     n_outliers: int = 20                              # far class-1 points among 200 + 200
     QUICK: ClassVar[dict] = {"noise_scales": (0.0, 5.0), "n_seeds": 2, "gd_iterations": 30,
                              "outlier_distances": (0.0, 20.0), "gd_iterations_2d": 200}
+    LIMITS: ClassVar[dict] = {"per_digit": ">= 1", "noise_scales": ">= 0",
+                              "report_noise": ">= 0", "n_seeds": ">= 1", "gd_iterations": ">= 1",
+                              "gd_iterations_2d": ">= 1", "outlier_distances": ">= 0",
+                              "outlier_report": ">= 0", "n_outliers": ">= 0"}
+
+    def __post_init__(self):  # the metrics quote one value of each sweep
+        for name, value, swept in (("report_noise", self.report_noise, "noise_scales"),
+                                   ("outlier_report", self.outlier_report, "outlier_distances")):
+            if value not in getattr(self, swept):
+                raise inputs.UserError(f"--set {name}={value}: not among {swept} "
+                                       f"{getattr(self, swept)}; set both")
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,8 @@ class Part6:
     repeats: int = 5                # timings: the best of this many rounds of timeit
     round_seconds: float = 0.02     # each round at least this long: well above the clock's tick
     QUICK: ClassVar[dict] = {"layers": (1, 2), "units": (8, 16), "repeats": 1}
+    LIMITS: ClassVar[dict] = {"layers": ">= 1", "units": ">= 1", "repeats": ">= 1",
+                              "round_seconds": "> 0"}
 
 
 # ==== Data loading: the two inputs, checked before use ============================
@@ -688,8 +706,7 @@ def part5(run: runs.Run) -> None:
     figures = [run.figure(plot_sweeps(s, noise, outliers), "digits_part5_sweep")]
     if drawn:
         figures.append(run.figure(plot_boundaries(s, **drawn), "digits_part5_boundaries"))
-    i, j = (v.index(x) if x in v else -1 for v, x in ((s.noise_scales, s.report_noise),
-                                                      (s.outlier_distances, s.outlier_report)))
+    i, j = s.noise_scales.index(s.report_noise), s.outlier_distances.index(s.outlier_report)
     metrics = {**{f"noise_{m}_test_accuracy": float(np.mean(noise[m][i])) for m in noise},
                **{f"outlier2d_{m}_test_accuracy": float(np.mean(outliers[m][j])) for m in noise}}
     print("The quadratic cost's gradient (o - t) x grows with |o - t|: far points dominate the "

@@ -56,7 +56,7 @@ class TrainSettings:
     hidden_units: int = 300          # H: the report's network
     l2: float = 1e-4                 # lambda in cost = mean cross-entropy + lambda*(|W0|^2+|W1|^2)
     learning_rate: float = 5e-4      # Adam's step: smooth learning curves at this batch size
-    batch_size: int = 64             # photos per step
+    batch_size: int = 64             # photos per step (0: all training photos in every step)
     iterations: int = 1200           # at most: early stopping usually ends the run sooner
     eval_every: int = 25             # full-batch evaluation of training/val/test every k steps
     init: str = "glorot"             # "glorot": std init_scale*sqrt(2/(fan_in+fan_out)); "normal"
@@ -67,6 +67,12 @@ class TrainSettings:
     patience: int | None = 8         # stop after this many evaluations without a better one
     input_noise: float = 0.0         # std of Gaussian noise on each training input (0: off)
     dropout: float = 0.0             # dropout rate of the hidden units in training (0: off)
+    LIMITS: ClassVar[dict] = {"hidden_units": ">= 1", "l2": ">= 0", "learning_rate": "> 0",
+                              "batch_size": ">= 0", "iterations": ">= 1", "eval_every": ">= 1",
+                              "init": ("glorot", "normal"), "init_scale": "> 0",
+                              "optimizer": ("adam", "sgd"), "momentum": ">= 0 and < 1",
+                              "patience": ">= 1", "input_noise": ">= 0",
+                              "dropout": ">= 0 and < 1"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class Part7(TrainSettings):
     n_seeds: int = 5                 # training seeds for mean and spread (same split, test set)
     QUICK: ClassVar[dict] = dict(hidden_units=(16, 32), iterations=60, eval_every=10,
                                  patience=4, shifts=(), n_seeds=2)
+    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_seeds": ">= 2"}  # a spread needs two
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,8 @@ class Part8(TrainSettings):
     n_seeds: int = 5                 # each seed draws other training photos and another init
     QUICK: ClassVar[dict] = dict(hidden_units=64, iterations=60, eval_every=60,
                                  l2=(0.0, 1e-3, 1e-1), n_seeds=2)
+    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_train_per_actor": ">= 1",
+                              "n_seeds": ">= 1"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,7 @@ class Part9(TrainSettings):
     patience: int | None = None
     flip: bool = False               # keep left/right information in the weights we look at
     QUICK: ClassVar[dict] = dict(hidden_units=32, iterations=60, eval_every=10)
+    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_units": ">= 1"}
 
 
 def train_settings(settings, **changes) -> TrainSettings:
@@ -288,7 +298,8 @@ def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
     history = {"best_iteration": None, "iteration": [], **{f"{name}_{what}": [] for name in (
         "train", "val", "test") for what in ("accuracy", "cost")}}
     best, best_params, since_best = (-1.0, np.inf), None, 0
-    batches = batch_order(np.asarray(split["train"]), settings.batch_size, rng)
+    batches = batch_order(np.asarray(split["train"]), settings.batch_size or len(split["train"]),
+                          rng)
     for done in range(0, settings.iterations, settings.eval_every):  # steps, then an evaluation
         it = min(done + settings.eval_every, settings.iterations)
         net.train_steps(*data, tf.constant([next(batches) for _ in range(done, it)]), l2,
@@ -421,7 +432,7 @@ def part8(run: runs.Run, actors) -> dict:
     if lambdas[0] != 0:
         raise UserError(f"--set l2={lambdas}: the sweep starts at 0, the network without decay")
     n_per = min(settings.n_train_per_actor, int(np.bincount(y[split["train"]]).min()))
-    train = train_settings(settings, l2=0.0, batch_size=settings.batch_size or n_per * K)
+    train = train_settings(settings, l2=0.0)  # batch_size 0: the n_per * K photos in each step
     print(f"network: {X.shape[1]} pixels -> {train.hidden_units} tanh units -> {K} softmax; "
           f"{n_per} training photos per actor; lambdas {list(lambdas)}; {settings.n_seeds} seeds")
     val = np.zeros((settings.n_seeds, len(lambdas)))

@@ -64,6 +64,10 @@ class Build:
     max_bytes: int = 20 << 20        # far above any photo: stops an endless body
     no_network_after: int = 16       # connection failures with no answer yet: stop trying
     QUICK: ClassVar[dict] = {"rows_per_actor": 12}  # enough rows for a contact sheet
+    LIMITS: ClassVar[dict] = {"rows_per_actor": ">= 0", "sheet_per_actor": ">= 1",
+                              "download_workers": ">= 1", "retries": ">= 0",
+                              "request_timeout": "> 0", "file_deadline": "> 0", "max_bytes": ">= 1",
+                              "no_network_after": ">= 1"}
 
     def __post_init__(self):  # runs.start builds the settings, so a bad --set stops before work
         if not self.outputs or not all(

@@ -1,9 +1,11 @@
 """One run of a script: settings, seed, where outputs go, figures and results files.
 
-Settings. Each part has a frozen dataclass of settings, one short comment per field, and a class
-attribute ``QUICK`` (a dict) with the values of a ``--quick`` run. ``Run.settings(Part7)`` gives
-the effective settings: defaults, then ``QUICK`` when ``--quick``, then each ``--set name=value``
-whose name is a field (values are Python literals: ``600``, ``1e-3``, ``(300,600)``, ``True``).
+Settings. Each part has a frozen dataclass of settings, one short comment per field, and class
+attributes ``QUICK`` (a dict) with the values of a ``--quick`` run and ``LIMITS`` (a dict) with
+the range of each number (``{"hidden_units": ">= 1"}``). ``Run.settings(Part7)`` gives the
+effective settings: defaults, then ``QUICK`` when ``--quick``, then each ``--set name=value``
+whose name is a field (values are Python literals: ``600``, ``1e-3``, ``(300,600)``, ``True``),
+checked against ``LIMITS``.
 
 Outputs. The full run of the default settings writes ``images/`` and ``results/`` of the project.
 Any other run (``--quick``, ``--set``, another seed or actor set) is a trial and writes under
@@ -17,8 +19,9 @@ import argparse
 import ast
 import dataclasses
 import json
-import re
+import operator
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -55,6 +58,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
 def coerce(owner, name: str, value):
     """``value`` in the type of ``owner.name`` (a number given for a tuple -> a 1-tuple)."""
     default = getattr(owner, name, None)
+    annotation = next((str(f.type) for f in dataclasses.fields(owner) if f.name == name), "")
+    if value is None and "None" in annotation:  # patience: int | None
+        return None
     if isinstance(default, tuple) and not isinstance(value, (tuple, list)):
         value = (value,)
     if isinstance(default, tuple):
@@ -64,8 +70,8 @@ def coerce(owner, name: str, value):
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(default, (int, float, str)) and type(value) is not type(default):
-        raise UserError(f"--set {name}={value!r}: expected a {type(default).__name__} "
-                        f"like its default {default!r}")
+        raise UserError(f"--set {name}={value!r}: give a value of type "
+                        f"{type(default).__name__}, like its default {default!r}")
     return value
 
 
@@ -81,18 +87,50 @@ def setting_names(cls) -> set[str]:
 
 def make_settings(cls, quick: bool = False, overrides: dict | None = None):
     """The effective settings of one part: defaults, ``cls.QUICK`` if quick, then overrides
-    (``tanh.epochs=5`` changes one field of the nested settings ``tanh``)."""
+    (``tanh.epochs=5`` changes one field of the nested settings ``tanh``), all at once (a class
+    that checks one setting against another sees them together), then :func:`check_limits`."""
     settings = dataclasses.replace(cls(), **(getattr(cls, "QUICK", {}) if quick else {}))
-    known = setting_names(cls)
+    known, changes = setting_names(cls), {}
     for name, value in (overrides or {}).items():
         if name not in known:
             continue  # a setting of another part of the same run
         outer, _, inner = name.partition(".")
         if inner:
-            nested = getattr(settings, outer)
-            value = dataclasses.replace(nested, **{inner: coerce(nested, inner, value)})
-        settings = dataclasses.replace(settings, **{outer: coerce(settings, outer, value)})
+            nested = changes.get(outer, getattr(settings, outer))
+            changes[outer] = dataclasses.replace(nested, **{inner: coerce(nested, inner, value)})
+        else:
+            changes[outer] = coerce(settings, outer, value)
+    settings = dataclasses.replace(settings, **changes)
+    check_limits(settings)
     return settings
+
+
+COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+def check_limits(settings, prefix: str = "") -> None:
+    """The values that the class's ``LIMITS`` names, before any work. A rule is a range,
+    ``">= 1"``, ``"> 0"`` or ``">= 0 and < 1"`` (for a tuple: each element, and at least one;
+    None passes), or a tuple of the allowed values. Nested settings are checked too."""
+    for name, rule in getattr(settings, "LIMITS", {}).items():
+        value = getattr(settings, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if isinstance(rule, tuple):
+            ok, wanted = all(v in rule for v in values), "one of " + ", ".join(map(str, rule))
+        else:
+            tests = [(COMPARISONS[op], float(bound))
+                     for op, bound in (part.split() for part in rule.split(" and "))]
+            ok = bool(values) and all(v is None or (
+                isinstance(v, (int, float)) and not isinstance(v, bool)
+                and all(compare(v, bound) for compare, bound in tests)) for v in values)
+            wanted = (f"one or more numbers, each {rule}" if isinstance(value, tuple)
+                      else f"a number {rule}")
+        if not ok:
+            raise UserError(f"--set {prefix}{name}={value!r}: give {wanted}")
+    for f in dataclasses.fields(settings):
+        nested = getattr(settings, f.name)
+        if dataclasses.is_dataclass(nested):
+            check_limits(nested, f"{prefix}{f.name}.")
 
 
 # ======================================================================================

@@ -42,6 +42,8 @@ class Bench:
     matmul_side: int = 2048   # 17 GFLOP per product: long enough to reach the peak, short to run
     matmul_repeats: int = 5   # the peak is the best of these
     QUICK: ClassVar[dict] = dict(batch=4, timed_batches=1, matmul_side=512, matmul_repeats=2)
+    LIMITS: ClassVar[dict] = {"batch": ">= 1", "timed_batches": ">= 1", "matmul_side": ">= 1",
+                              "matmul_repeats": ">= 1"}
 
 
 def best_gflops(step, flop: float, repeats: int) -> float:

@@ -42,6 +42,9 @@ class Bench:
     train_images: int = 60000    # all of MNIST's training images
     test_images: int = 10000     # all of its test images
     QUICK: ClassVar[dict] = {"epochs": 1, "train_images": 3000, "test_images": 1000}
+    LIMITS: ClassVar[dict] = {"epochs": ">= 1", "batch_size": ">= 1", "learning_rate": "> 0",
+                              "momentum": ">= 0 and < 1", "train_images": ">= 1",
+                              "test_images": ">= 1"}
 
 
 ARMS = ("numpy", "keras", "sklearn")

@@ -149,10 +149,56 @@ def test_settings_take_the_quick_preset_then_overrides():
                            overrides=runs.parse_overrides(["hidden_units=600", "l2=1", "optimizer=sgd"]))
     assert s == Part(hidden_units=(600,), l2=1.0, iterations=60, optimizer="sgd")
     assert runs.make_settings(Part) == Part()
-    with pytest.raises(UserError, match="expected a int"):
+    with pytest.raises(UserError, match="give a value of type int"):
         runs.make_settings(Part, overrides={"iterations": "many"})
     with pytest.raises(UserError, match="name=value"):
         runs.parse_overrides(["hidden_units"])
+
+
+@dataclass(frozen=True)
+class Limited:
+    units: tuple = (8, 16)
+    rate: float = 0.1
+    momentum: float = 0.9
+    patience: int | None = 8
+    optimizer: str = "adam"
+    LIMITS: ClassVar[dict] = {"units": ">= 1", "rate": "> 0", "momentum": ">= 0 and < 1",
+                              "patience": ">= 1", "optimizer": ("adam", "sgd")}
+
+
+@dataclass(frozen=True)
+class Outer:
+    inner: Limited = Limited()
+    lower: float = 0.0
+    upper: float = 1.0
+
+    def __post_init__(self):  # a check across two settings
+        if self.lower > self.upper:
+            raise UserError("lower above upper")
+
+
+@pytest.mark.parametrize("pair, words", [
+    ("units=(8, 0)", r"units=\(8, 0\): give one or more numbers, each >= 1"),
+    ("units=()", r"units=\(\): give one or more numbers"),
+    ("units=('a',)", "each >= 1"),
+    ("rate=0", "rate=0.0: give a number > 0"),
+    ("momentum=1", "momentum=1.0: give a number >= 0 and < 1"),
+    ("patience=0", "patience=0: give a number >= 1"),
+    ("optimizer=rmsprop", "give one of adam, sgd"),
+])
+def test_a_setting_out_of_its_limits_is_refused_by_name(pair, words):
+    with pytest.raises(UserError, match=words):
+        runs.make_settings(Limited, overrides=runs.parse_overrides([pair]))
+
+
+def test_limits_pass_none_where_allowed_and_reach_nested_settings():
+    s = runs.make_settings(Limited, overrides=runs.parse_overrides(["patience=None"]))
+    assert s.patience is None
+    with pytest.raises(UserError, match=r"--set inner.rate=-1.0: give a number > 0"):
+        runs.make_settings(Outer, overrides=runs.parse_overrides(["inner.rate=-1"]))
+    # overrides land together: each alone would break the check across the two
+    both = runs.make_settings(Outer, overrides=runs.parse_overrides(["lower=2", "upper=3"]))
+    assert (both.lower, both.upper) == (2.0, 3.0)
 
 
 def start(tmp_path, *argv, parts={"part1": Part}):

@@ -18,6 +18,8 @@ that those tests still exist):
      test_get_all_imgs.py::test_verified_copy_further_along_wins
 """
 import ast
+import dataclasses
+import importlib.util
 import os
 import pickle
 import re
@@ -311,13 +313,18 @@ def test_9_a_dict_key_of_nested_shared_tuples_is_refused_at_once(tmp_path):
 @pytest.mark.parametrize("script, argv, words", [
     (digits, ["part1", "--seed", "-1"], "--seed -1"),
     (digits, ["part3", "--set", "no_such=1"], "no_such: no such setting"),
-    (digits, ["part3", "--set", "n_coords=abc"], "expected a int"),
+    (digits, ["part3", "--set", "n_coords=abc"], "give a value of type int"),
     (digits, ["part1", "--out", "{file}"], "cannot write there"),
     (gai, ["--timeout", "0"], "--timeout 0.0"),
     (gai, ["--actors", "Ann Alpah"], r"'Ann Alpah' \(close: Ann Alpha\)"),
     (gai, ["--set", "outputs=((0, 5, 'gray'),)"], "sides >= 1"),
+    (gai, ["--set", "download_workers=0"], "download_workers=0: give a number >= 1"),
+    (digits, ["part4", "--set", "tanh.epochs=0"], "tanh.epochs=0: give a number >= 1"),
+    (digits, ["all", "--set", "tanh.schedule=linear"], "give one of cosine, constant"),
+    (digits, ["part5", "--set", "report_noise=3"], "report_noise=3.0: not among noise_scales"),
 ], ids=["negative-seed", "unknown-set", "bad-set-type", "out-is-a-file", "timeout-0",
-        "unknown-actor", "bad-set-value"])
+        "unknown-actor", "bad-set-value", "set-below-its-range", "set-nested-below-its-range",
+        "set-not-a-choice", "set-against-another-setting"])
 def test_11_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, script, argv, words):
     project([line("Ann Alpha", 1, "http://h/a.png", sha(PNG))])
     (tmp_path / "afile").write_text("")
@@ -328,6 +335,31 @@ def test_11_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, scrip
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert re.search(words, err) and not (tmp_path / "out").exists()
+
+
+def test_11_every_setting_has_a_range_and_every_preset_is_within_it():
+    """A settings class without LIMITS lets -5 hidden units through to a traceback (or an abort
+    inside TensorFlow); the defaults and the --quick presets must pass their own limits."""
+    import deepfaces
+    import faces
+    benches = [load_bench(name).Bench for name in ("train_speed", "features_speed")]
+    classes = [*digits.SETTINGS.values(), *faces.PARTS.values(), *deepfaces.PARTS.values(),
+               gai.Build, digits.SGDSettings, *benches]
+    for cls in [c for c in classes if c is not None]:
+        numbers = {f.name for f in dataclasses.fields(cls)
+                   if f.type in ("int", "float", "int | None", int, float)}
+        missing = numbers - set(cls.LIMITS)
+        assert not missing, f"{cls.__name__}: no range for {missing}"
+        for quick in (False, True):
+            runs.make_settings(cls, quick)
+
+
+def load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(digits.__file__).parent / "bench"
+                                                  / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_11_report_with_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
