@@ -70,6 +70,12 @@ class Part10(TrainSettings):
                                  patience=None)
     LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "extract_batch": ">= 1"}
 
+    def __post_init__(self):
+        if self.subset and not (len(self.subset) == 2 and all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.subset)):
+            raise UserError(f"--set subset={self.subset!r}: give (training, validation) faces "
+                            "per actor, each >= 1, e.g. \"subset=(8, 4)\", or () for all")
+
 
 @dataclass(frozen=True)
 class Part11(Part10):

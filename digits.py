@@ -629,6 +629,9 @@ def part4(run: runs.Run) -> None:
     start, rng, s = time.perf_counter(), run.rng(4), run.settings(Part4)
     data = load_digits(run)
     X_all, Y_all = to_inputs(data["train_x"]), one_hot(data["train_y"])
+    if s.n_val > len(X_all) - max(s.softmax.batch_size, s.tanh.batch_size):
+        raise inputs.UserError(f"--set n_val={s.n_val}: leaves less than a batch of the "
+                               f"{len(X_all):,} training images to train on")
     perm = rng.permutation(len(X_all))
     fit, val = np.sort(perm[s.n_val:]), np.sort(perm[:s.n_val])
     sub = fit[rng.choice(len(fit), min(s.n_train_eval, len(fit)), replace=False)]
@@ -680,6 +683,10 @@ def part5(run: runs.Run) -> None:
     """Linear regression (quadratic cost) vs multinomial logistic regression under corruption."""
     start, s = time.perf_counter(), run.settings(Part5)
     data = load_digits(run)
+    rarest = int(np.bincount(data["train_y"], minlength=N_CLASSES).min())
+    if s.per_digit > rarest:
+        raise inputs.UserError(f"--set per_digit={s.per_digit}: the training images hold only "
+                               f"{rarest} of the rarest digit")
     X_test, y_test = to_inputs(data["test_x"], np.float64), data["test_y"]
     fits, drawn = (fit_linear_quadratic, fit_logistic), {}
 

@@ -86,6 +86,12 @@ class Part7(TrainSettings):
                                  patience=4, shifts=(), n_seeds=2)
     LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_seeds": ">= 2"}  # a spread needs two
 
+    def __post_init__(self):  # each shift a (dy, dx) pair of whole pixels
+        if not all(isinstance(d, tuple) and len(d) == 2 and all(
+                isinstance(x, int) and abs(x) < min(SIZE) for x in d) for d in self.shifts):
+            raise UserError(f"--set shifts={self.shifts!r}: give (dy, dx) pairs of whole pixels, "
+                            "e.g. \"shifts=((-2, 0), (2, 0))\", or () for none")
+
 
 @dataclass(frozen=True)
 class Part8(TrainSettings):

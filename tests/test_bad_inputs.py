@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import deepfaces
 import digits
+import faces
 import get_all_imgs as gai
 import myalexnet
 from apparatus import facedata, inputs, runs
@@ -322,9 +324,12 @@ def test_9_a_dict_key_of_nested_shared_tuples_is_refused_at_once(tmp_path):
     (digits, ["part4", "--set", "tanh.epochs=0"], "tanh.epochs=0: give a number >= 1"),
     (digits, ["all", "--set", "tanh.schedule=linear"], "give one of cosine, constant"),
     (digits, ["part5", "--set", "report_noise=3"], "report_noise=3.0: not among noise_scales"),
+    (faces, ["part7", "--set", "shifts=((1,),)"], r"shifts=\(\(1,\),\): give \(dy, dx\) pairs"),
+    (deepfaces, ["part11", "--set", "subset=(0, 4)"], "give .training, validation. faces"),
 ], ids=["negative-seed", "unknown-set", "bad-set-type", "out-is-a-file", "timeout-0",
         "unknown-actor", "bad-set-value", "set-below-its-range", "set-nested-below-its-range",
-        "set-not-a-choice", "set-against-another-setting"])
+        "set-not-a-choice", "set-against-another-setting", "set-of-bad-shape",
+        "set-of-bad-shape-inherited"])
 def test_11_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, script, argv, words):
     project([line("Ann Alpha", 1, "http://h/a.png", sha(PNG))])
     (tmp_path / "afile").write_text("")
@@ -340,8 +345,6 @@ def test_11_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, scrip
 def test_11_every_setting_has_a_range_and_every_preset_is_within_it():
     """A settings class without LIMITS lets -5 hidden units through to a traceback (or an abort
     inside TensorFlow); the defaults and the --quick presets must pass their own limits."""
-    import deepfaces
-    import faces
     benches = [load_bench(name).Bench for name in ("train_speed", "features_speed")]
     classes = [*digits.SETTINGS.values(), *faces.PARTS.values(), *deepfaces.PARTS.values(),
                gai.Build, digits.SGDSettings, *benches]

@@ -306,6 +306,17 @@ def test_a_set_override_changes_the_recorded_settings_of_a_trial(fake_inputs, tm
         digits.main(["part3", "--set", "no_such=1", "--out", str(out)])
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["part5", "--set", "per_digit=500"], "per_digit=500: the training images hold only 220 of"),
+    (["part4", "--set", "n_val=2150"], "n_val=2150: leaves less than a batch of the 2,200"),
+])
+def test_a_setting_larger_than_the_data_is_refused_before_training(fake_inputs, tmp_path, argv,
+                                                                   words):
+    with pytest.raises(inputs.UserError, match=words):
+        digits.main(argv + ["--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out" / "results").exists()
+
+
 # --------------------------------------------------------------------------- the real files
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
