@@ -216,9 +216,16 @@ def main(argv=None) -> None:
     run, _ = runs.start("myalexnet.py", args, {})
     if args.images:  # the ImageNet top 5, with the real weights
         from PIL import Image
+        images = []
+        for path in args.images:  # every image read before the 233 MB of weights
+            try:
+                with Image.open(path) as img:
+                    images.append(img.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE),
+                                                            Image.BILINEAR))
+            except OSError as err:  # missing, unreadable, or not an image PIL knows
+                raise inputs.UserError(f"{path}: not a readable image ({err})") from None
         weights = load_weights()
-        for path in args.images:
-            img = Image.open(path).convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.BILINEAR)
+        for path, img in zip(args.images, images):
             prob = forward(preprocess(np.asarray(img)), weights).numpy()[0]
             print(path, " ".join(f"class {k}: {prob[k]:.3f}" for k in np.argsort(prob)[::-1][:5]))
         return

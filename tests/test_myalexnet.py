@@ -186,3 +186,11 @@ def test_missing_file_says_where_to_get_it_and_where_to_put_it(tmp_path, monkeyp
 def test_the_real_weights_pass_the_checks(real_data):
     weights = myalexnet.load_weights(real_data(myalexnet.WEIGHTS_FILE))
     assert {name: W.shape for name, (W, _) in weights.items()} == EXPECTED_WEIGHTS
+
+
+def test_an_unreadable_image_is_named_before_the_weights_are_looked_for(tmp_path, monkeypatch):
+    monkeypatch.setattr(inputs, "find_input", lambda *a, **k: pytest.fail("looked for weights"))
+    (tmp_path / "notes.txt").write_text("not a picture")
+    for path in (tmp_path / "notes.txt", tmp_path / "missing.jpg"):
+        with pytest.raises(inputs.UserError, match=f"{path.name}: not a readable image"):
+            myalexnet.main([str(path), "--out", str(tmp_path / "out")])
