@@ -71,16 +71,20 @@ BENCH_STEPS = (("benchmark: training speed", ["bench/train_speed.py"]),
 
 # ========================================================================== Reading the results
 
-def load_results(out_dir: Path) -> dict[str, dict]:
-    """{stem: record} of every readable results/*.json; a CSV results/<stem>_<name>.csv beside
-    a record becomes its list of rows record[name] (digits_part3_gradcheck.csv -> "gradcheck")."""
-    results = {}
+def load_results(out_dir: Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """({stem: record} of every readable results/*.json, {stem: why} of the damaged ones); a CSV
+    results/<stem>_<name>.csv beside a record becomes its list of rows record[name]
+    (digits_part3_gradcheck.csv -> "gradcheck")."""
+    results, damaged = {}, {}
     for path in sorted((out_dir / "results").glob("*.json")):
         try:
-            results[path.stem] = dict(json.loads(path.read_text()),
-                                      source_file=f"results/{path.name}")
-        except (OSError, ValueError):
-            continue  # unreadable: its section says "not run"
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            results[path.stem] = dict(record, source_file=f"results/{path.name}")
+        except (OSError, ValueError) as err:  # its section says so and how to make it again
+            damaged[path.stem] = f"results/{path.name} is damaged: {err}"
+            print(f"warning: {damaged[path.stem]}", file=sys.stderr)
     for path in sorted((out_dir / "results").glob("*.csv")):
         stem, _, name = path.stem.rpartition("_")
         if stem in results:
@@ -88,7 +92,7 @@ def load_results(out_dir: Path) -> dict[str, dict]:
             number = r"-?\d+(\.\d+)?(e[-+]?\d+)?"  # a cell that spells one; "76/2" stays text
             results[stem][name] = [{k: json.loads(v) if re.fullmatch(number, v) else v
                                     for k, v in row.items()} for row in rows]
-    return results
+    return results, damaged
 
 
 def is_trial(record: dict) -> bool:
@@ -209,13 +213,14 @@ def environment(fmt: str, results: dict, out_dir: Path, source_dir: Path) -> jin
     return env
 
 
-def render_section(env: jinja2.Environment, results: dict, spec: tuple) -> str:
+def render_section(env: jinja2.Environment, results: dict, spec: tuple,
+                   damaged: dict | None = None) -> str:
     """One section: its heading, then its template, or why it cannot be shown."""
     template, key, heading, command = spec
     k, record = env.globals["k"], results.get(key)
     text = k.h(1, heading)
     if key and record is None:
-        return text + k.not_run(command, f"no results/{key}.json")
+        return text + k.not_run(command, (damaged or {}).get(key, f"no results/{key}.json"))
     if key and is_trial(record):
         return text + k.trial(command, record)
     try:
@@ -261,11 +266,11 @@ def compile_pdf(tex_path: Path) -> tuple[str, int | None]:
 def build_report(out_dir: Path, source_dir: Path = PROJECT_DIR, pdf: bool = True) -> dict:
     """Write <out>/REPORT.md and <out>/deepnn.tex (and deepnn.pdf); say what was written."""
     out_dir = Path(out_dir)
-    results = load_results(out_dir)
+    results, damaged = load_results(out_dir)
     written = {"md": out_dir / "REPORT.md", "tex": out_dir / "deepnn.tex"}
     for fmt, path in written.items():
         env = environment(fmt, results, out_dir, source_dir)
-        sections = [render_section(env, results, spec) for spec in SECTIONS]
+        sections = [render_section(env, results, spec, damaged) for spec in SECTIONS]
         text = env.get_template("report.j2").render(sections=sections)
         write_text(path, re.sub(r"\n{3,}", "\n\n", text))  # the macros' blank lines, collapsed
     note, pages = compile_pdf(written["tex"]) if pdf else ("PDF not asked for", None)

@@ -127,6 +127,8 @@ def test_a_missing_or_incomplete_results_file_says_not_run(out):
         assert "Not run" in section(md, f"## {heading}") and command in section(md, f"## {heading}")
         assert "Not run" in section(tex, rf"\section*{{{heading}")
     assert "Not run" not in section(md, "## Part 7")
+    assert "results/digits_part6.json is damaged" in section(md, "## Part 6")  # not "no ..."
+    assert "no results/faces_part9.json" in section(md, "## Part 9")
     row = next(line for line in md.splitlines() if "test gain of weight decay" in line)
     assert "| not run |" in row
 
