@@ -35,6 +35,7 @@ import time
 import urllib.parse
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -320,12 +321,13 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
 
     counts = {a: Counter() for a in actors}
     kept = []  # (label, face_id, sha256, crops), in the order of rows: by label, then face_id
-    for row, found, verdict in tqdm(list(zip(rows, copies, verdicts)), "verify + crop",
-                                    disable=None, leave=False):
-        counts[row.name].update(["rows", verdict])
-        if found:
-            verdict, crops = verify_and_crop(found, row, settings.outputs)
-            counts[row.name][verdict] += 1
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # PIL decodes and resizes off the GIL
+        checked = pool.map(lambda job: verify_and_crop(*job, settings.outputs) if job[0] else
+                           (None, None), zip(copies, rows))  # results in the order of rows
+        for row, verdict, (crop_verdict, crops) in tqdm(zip(rows, verdicts, checked),
+                                                        "verify + crop", total=len(rows),
+                                                        disable=None, leave=False):
+            counts[row.name].update(["rows", verdict] + [crop_verdict] * bool(crop_verdict))
             if crops:
                 kept.append((actors.index(row.name), row.face_id, row.sha256, crops))
     print(summary_table(counts))
