@@ -377,6 +377,7 @@ def test_11_report_with_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, c
 def test_11_a_truncated_alexnet_npy_is_one_line_and_exit_2_in_a_real_process(tmp_path):
     np.save(tmp_path / "whole.npy", np.arange(1000.0))
     (tmp_path / myalexnet.WEIGHTS_FILE).write_bytes((tmp_path / "whole.npy").read_bytes()[:600])
+    (tmp_path / "photo.jpg").write_bytes(PNG)  # a readable picture: the weights are the fault
     code = ("import sys; from apparatus import inputs, runs; import myalexnet\n"
             f"inputs.DATA_DIR = inputs.Path({str(tmp_path / 'empty')!r})\n"
             "runs.main_guard(lambda: myalexnet.main(sys.argv[1:]))")
