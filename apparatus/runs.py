@@ -65,6 +65,8 @@ def coerce(owner, name: str, value):
         value = (value,)
     if isinstance(default, tuple):
         return tuple(value)
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise UserError(f"--set {name}={value!r}: give True or False")
     if isinstance(default, bool) or default is None:
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):

@@ -162,6 +162,7 @@ class Limited:
     momentum: float = 0.9
     patience: int | None = 8
     optimizer: str = "adam"
+    flag: bool = True
     LIMITS: ClassVar[dict] = {"units": ">= 1", "rate": "> 0", "momentum": ">= 0 and < 1",
                               "patience": ">= 1", "optimizer": ("adam", "sgd")}
 
@@ -185,6 +186,8 @@ class Outer:
     ("momentum=1", "momentum=1.0: give a number >= 0 and < 1"),
     ("patience=0", "patience=0: give a number >= 1"),
     ("optimizer=rmsprop", "give one of adam, sgd"),
+    ("flag=yes", "flag='yes': give True or False"),
+    ("flag=1", "flag=1: give True or False"),
 ])
 def test_a_setting_out_of_its_limits_is_refused_by_name(pair, words):
     with pytest.raises(UserError, match=words):
