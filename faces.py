@@ -124,6 +124,11 @@ class Part9(TrainSettings):
     QUICK: ClassVar[dict] = dict(hidden_units=32, iterations=60, eval_every=10)
     LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_units": ">= 1"}
 
+    def __post_init__(self):  # names; whether the dataset holds them is checked on loading it
+        if not self.actors or not all(isinstance(a, str) for a in self.actors):
+            raise UserError(f"--set actors={self.actors!r}: give one or more actor names, e.g. "
+                            "\"actors=('Fran Drescher', 'Steve Carell')\"")
+
 
 def train_settings(settings, **changes) -> TrainSettings:
     """The trainer's fields out of a part's settings (which extend them), with ``changes``."""

@@ -65,6 +65,10 @@ def coerce(owner, name: str, value):
         value = (value,)
     if isinstance(default, tuple):
         return tuple(value)
+    if dataclasses.is_dataclass(default) and not isinstance(value, type(default)):
+        example = dataclasses.fields(default)[0].name
+        raise UserError(f"--set {name}={value!r}: {name} is a group of settings; set one of them "
+                        f"by name, e.g. --set {name}.{example}={getattr(default, example)!r}")
     if isinstance(default, bool) and not isinstance(value, bool):
         raise UserError(f"--set {name}={value!r}: give True or False")
     if isinstance(default, bool) or default is None:

@@ -197,6 +197,8 @@ def test_a_setting_out_of_its_limits_is_refused_by_name(pair, words):
 def test_limits_pass_none_where_allowed_and_reach_nested_settings():
     s = runs.make_settings(Limited, overrides=runs.parse_overrides(["patience=None"]))
     assert s.patience is None
+    with pytest.raises(UserError, match=r"inner=0: inner is a group .* --set inner.units="):
+        runs.make_settings(Outer, overrides=runs.parse_overrides(["inner=0"]))
     with pytest.raises(UserError, match=r"--set inner.rate=-1.0: give a number > 0"):
         runs.make_settings(Outer, overrides=runs.parse_overrides(["inner.rate=-1"]))
     # overrides land together: each alone would break the check across the two
