@@ -337,7 +337,8 @@ def filter_native_logs() -> None:
 
 
 def main_guard(main) -> None:
-    """Run ``main()``; a UserError or Ctrl-C ends in one line and exit code 2 or 130."""
+    """Run ``main()``; a UserError, running out of memory or Ctrl-C ends in one line and exit
+    code 2 or 130."""
     t0 = time.perf_counter()
     try:
         main()
@@ -348,3 +349,10 @@ def main_guard(main) -> None:
         print(f"\ninterrupted after {time.perf_counter() - t0:.0f} s; finished outputs are kept",
               file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as err:  # NumPy's MemoryError, TensorFlow's ResourceExhaustedError
+        if not isinstance(err, MemoryError) and type(err).__name__ != "ResourceExhaustedError":
+            raise
+        what = re.sub(r"\{\{.*?\}\}\s*| on /job:.*", "", str(err).split("\n")[0])[:300]
+        print(f"error: out of memory ({what}). Make the settings smaller (--set) or try --quick; "
+              "finished outputs are kept", file=sys.stderr)
+        raise SystemExit(2) from None

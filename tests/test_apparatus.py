@@ -354,3 +354,22 @@ def test_a_tensorflow_script_prints_no_native_log_lines():
     noise = [line for line in done.stderr.splitlines()
              if line[:5] in ("I0000", "W0000", "E0000") or "cuda" in line.lower()]
     assert not noise, noise
+
+
+def test_running_out_of_memory_is_one_line_and_exit_2_other_faults_keep_their_traceback(capsys):
+    class ResourceExhaustedError(Exception):  # as TensorFlow names it
+        pass
+
+    def fail(err):
+        raise err
+    for err in (MemoryError("Unable to allocate 74.5 GiB"), ResourceExhaustedError(
+            "{{function_node __wrapped__Fill}} OOM when allocating tensor with shape[3600,9] "
+            "and type float on /job:localhost/replica:0/task:0/device:CPU:0 by allocator")):
+        with pytest.raises(SystemExit) as stop:
+            runs.main_guard(lambda: fail(err))
+        message = capsys.readouterr().err
+        assert stop.value.code == 2 and message.count("\n") == 1, message
+        assert message.startswith("error: out of memory (") and "--quick" in message
+        assert "function_node" not in message and "/job:" not in message
+    with pytest.raises(ZeroDivisionError):  # a bug is not dressed up as a user error
+        runs.main_guard(lambda: 1 / 0)
