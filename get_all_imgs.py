@@ -421,7 +421,7 @@ def contact_sheet(run, images, labels, actors, per_actor: int, title: str) -> st
 
 
 def main(argv=None) -> dict:
-    p = runs.parser(__doc__, {})
+    p = runs.parser(__doc__, {}, settings={"build": Build})
     facedata.add_actors_option(p)
     p.add_argument("--dest", type=Path, default=inputs.DATA_DIR,
                    help="folder for uncropped/ and the datasets (default: the project's data/)")

@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -259,9 +260,30 @@ def seed_tensorflow(seed: int) -> None:
 # The command line
 # ======================================================================================
 
-def parser(doc: str, parts: dict) -> argparse.ArgumentParser:
-    """argparse with ``part`` (one of ``parts`` or ``all``), --seed, --quick, --set and --out."""
-    p = argparse.ArgumentParser(description=doc.strip().split("\n")[0])
+def describe(settings, prefix: str = ""):
+    """``name=default [range]`` of each setting, nested ones as ``group.name``."""
+    limits = getattr(settings, "LIMITS", {})
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from describe(value, f"{prefix}{f.name}.")
+            continue
+        rule = limits.get(f.name)
+        rule = " | ".join(map(str, rule)) if isinstance(rule, tuple) else rule
+        yield f"{prefix}{f.name}={value!r}" + (f" [{rule}]" if rule else "")
+
+
+def parser(doc: str, parts: dict, settings: dict | None = None) -> argparse.ArgumentParser:
+    """argparse with ``part`` (one of ``parts`` or ``all``), --seed, --quick, --set and --out;
+    the help ends with the settings (``settings``, else each part's), defaults and ranges."""
+    epilog = "\n".join(textwrap.fill(  # lines break between settings, never inside one
+        f"{name}: " + ", ".join(item.replace(" ", "\0") for item in describe(cls())), width=100,
+        subsequent_indent="    ", break_on_hyphens=False).replace("\0", " ")
+        for name, cls in (settings or parts).items() if cls is not None)
+    p = argparse.ArgumentParser(
+        description=doc.strip().split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog and "settings for --set NAME=VALUE (default [range]; each is explained "
+                          "beside its field in the script):\n" + epilog)
     if parts:
         p.add_argument("part", nargs="?", default="all", choices=["all", *parts],
                        help="which part to run (default: all)")

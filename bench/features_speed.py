@@ -91,7 +91,7 @@ BACKBONES = {"alexnet": alexnet, "mobilenet": mobilenet}
 
 
 def main(argv=None) -> dict:
-    p = runs.parser(__doc__, {})
+    p = runs.parser(__doc__, {}, settings={"bench": Bench})
     p.add_argument("--backbones", nargs="+", choices=sorted(BACKBONES), default=sorted(BACKBONES),
                    help="which backbones to time (a subset is a trial, written under runs/)")
     args = p.parse_args(argv)

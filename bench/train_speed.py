@@ -195,7 +195,7 @@ ARM_CLASSES = {"numpy": NumpyArm, "keras": KerasArm, "sklearn": SklearnArm, "flo
 
 
 def main(argv=None) -> None:
-    p = runs.parser(__doc__, {})
+    p = runs.parser(__doc__, {}, settings={"bench": Bench})
     p.add_argument("--epochs", type=int, help=f"epochs per arm (default {Bench.epochs})")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
                    help="which implementations to train (default: all three; the floor always)")

@@ -194,6 +194,14 @@ def test_a_setting_out_of_its_limits_is_refused_by_name(pair, words):
         runs.make_settings(Limited, overrides=runs.parse_overrides([pair]))
 
 
+def test_help_lists_each_settings_default_and_range_nested_ones_by_their_dotted_name():
+    text = runs.parser("Demo.", {"part1": Outer, "part2": None}).format_help()
+    assert "part1: inner.units=(8, 16) [>= 1], inner.rate=0.1 [> 0]," in text
+    assert "inner.optimizer='adam' [adam | sgd]" in text and "upper=1.0" in text
+    assert "part2" not in text.split("settings for --set")[1]  # a part without settings
+    assert all(len(line) <= 100 for line in text.splitlines())
+
+
 def test_limits_pass_none_where_allowed_and_reach_nested_settings():
     s = runs.make_settings(Limited, overrides=runs.parse_overrides(["patience=None"]))
     assert s.patience is None
