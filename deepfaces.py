@@ -267,8 +267,11 @@ def part10(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
     memo[("network", backbone, layer, train_settings(settings))] = best
     acc = best["accuracy"]
     # Part 7 of the same run folder (same seed, actors, --quick), if on the same test faces
-    p7 = (runs.read_results("faces.py", "part7", run.out) or {}).get("metrics", {})
-    before = p7.get("test_accuracy") if p7.get("n_test") == len(split["test"]) else None
+    p7 = runs.read_results("faces.py", "part7", run.out) or {}
+    same_faces = (p7.get("seed"), p7.get("quick"), p7.get("actors")) == (run.seed, run.quick,
+                                                                        list(actors))
+    before = (p7["metrics"].get("test_accuracy") if same_faces and p7["metrics"].get("n_test")
+              == len(split["test"]) else None)  # the split follows the seed and the actors
     reduction = None if before is None or before >= 1 else 1 - (1 - acc["test"]) / (1 - before)
     print(f"chosen on validation: {backbone} {layer}; test accuracy {acc['test']:.4f}; " + (
         f"Part 7 {before:.4f}: error-rate reduction {reduction:.1%}" if reduction is not None else

@@ -76,6 +76,10 @@ def test_alexnet_whole_path_cache_and_part7_of_the_same_run(synthetic, tmp_path,
     if before["test_accuracy"] < 1:
         assert again["error_rate_reduction"] == pytest.approx(
             1 - (1 - m["test_accuracy"]) / (1 - before["test_accuracy"]))
+    # Part 7 of another seed in the same folder split the faces otherwise: not compared with
+    faces.main(["part7", "--quick", "--seed", "1", "--out", str(out)] + actors)
+    deepfaces.main(["part10", "--quick", "--backbone", "alexnet", "--out", str(out)] + actors)
+    assert read(out, "part10")["metrics"]["part7_test_accuracy"] is None
 
 
 def test_a_stale_or_invalid_cache_is_made_again(synthetic):
