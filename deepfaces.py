@@ -319,9 +319,11 @@ def part11(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
     settings, memo = run.settings(Part11), {} if memo is None else memo
     p10 = runs.read_results("deepfaces.py", "part10", run.out) or {}
     layers = tuple(settings.layers or CANDIDATES[backbone])
-    chosen = p10.get("backbone") == backbone and p10.get("layer") in layers
+    chosen = (p10.get("backbone") == backbone and p10.get("layer") in layers  # of this split
+              and (p10.get("seed"), p10.get("quick")) == (run.seed, run.quick))
     layer = p10["layer"] if chosen else layers[0]
-    print(f"layer {layer}: " + ("part10's choice" if chosen else "no part10 result, the first"))
+    print(f"layer {layer}: " + ("part10's choice" if chosen else
+                                "no part10 result of this backbone and split, the first"))
     prep = memo.get(("faces", backbone, layers, settings.flip, settings.subset)) or prepare(
         run, actors, backbone, settings, [layer])
     labels, split = prep["labels"], prep["split"]
