@@ -4,7 +4,7 @@ Parts 10-11 (deepfaces.py) push every face through a pretrained backbone up to o
 times those forward passes on batches of random images of the real input size (throughput does
 not depend on pixel or weight values): ``alexnet``, myalexnet.py to ``conv4`` (227 x 227 x 3) with
 generated weights in bvlc_alexnet.npy's layout; ``mobilenet``, keras.applications.MobileNet
-(alpha 1.0) to ``conv_pw_11_relu`` (224 x 224 x 3) with the ImageNet weights when
+(alpha 1.0) to the layer Part 10 chose (results/deepfaces_part10.json "layer"; 224 x 224 x 3) with the ImageNet weights when
 ``mobilenet_1_0_224_imagenet.weights.h5`` is on the data search path, else random ones.
 
 For each: images per second, and the arithmetic rate reached as a fraction of this machine's
@@ -18,6 +18,7 @@ is a slight underestimate. Results: ``results/bench_features_speed.json``.
 
 Run it on a quiet machine: anything else using the CPUs lowers every number here.
 """
+import json
 import os
 import sys
 import time
@@ -31,7 +32,16 @@ import numpy as np  # noqa: E402
 
 from apparatus import inputs, runs  # noqa: E402  (before TensorFlow: it quietens its logs)
 
-ALEXNET_LAYER, MOBILENET_LAYER = "conv4", "conv_pw_11_relu"  # the layers deepfaces.py uses
+ALEXNET_LAYER = "conv4"  # the AlexNet layer deepfaces.py offers
+PART10_RESULT = Path(__file__).resolve().parents[1] / "results" / "deepfaces_part10.json"
+
+
+def part10_layer() -> str:
+    """The MobileNet layer Part 10 chose, read from its committed result."""
+    try:
+        return json.loads(PART10_RESULT.read_text())["layer"]
+    except (OSError, ValueError, KeyError) as err:
+        sys.exit(f"{PART10_RESULT}: no Part 10 layer to time ({err}); run python deepfaces.py part10 first")
 MOBILENET_WEIGHTS = "mobilenet_1_0_224_imagenet.weights.h5"
 
 
@@ -79,7 +89,7 @@ def mobilenet(rng: np.random.Generator):
     path = inputs.locate(MOBILENET_WEIGHTS)
     base = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=1.0, include_top=False,
                                         weights=str(path) if path else None)
-    model = keras.Model(base.input, base.get_layer(MOBILENET_LAYER).output)
+    model = keras.Model(base.input, base.get_layer(part10_layer()).output)
     flop = sum(2 * layer.output.shape[1] * layer.output.shape[2] * int(np.prod(layer.kernel.shape))
                for layer in model.layers
                if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)))
@@ -99,7 +109,7 @@ def main(argv=None) -> dict:
     run, _ = runs.start("bench/features_speed.py", args, {"bench": Bench}, tags=subset)
     settings = run.settings(Bench)
     extra = dict(backbones=args.backbones, alexnet_layer=ALEXNET_LAYER,
-                 mobilenet_layer=MOBILENET_LAYER, cpu_count=os.cpu_count(),
+                 mobilenet_layer=part10_layer(), cpu_count=os.cpu_count(),
                  load_average_at_start=round(os.getloadavg()[0], 2))
     print("settings: " + ", ".join(f"{k}={v}" for k, v in {**asdict(settings), **extra}.items()))
     runs.seed_tensorflow(run.seed)
