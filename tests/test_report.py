@@ -204,3 +204,25 @@ def test_run_all_passes_the_flags_and_stops_at_the_first_failure(tmp_path, capsy
     assert log.read_text().splitlines() == [f"all --seed 5 --quick --out {tmp_path / 'o'}"]
     printed = capsys.readouterr().out
     assert "[1/3] first: done in" in printed and "[3/3]" not in printed
+
+
+def test_the_text_says_what_the_results_hold(out):
+    """FaceScrub counts add up and name the failed downloads; Part 10 names its pooling;
+    Part 9 names the standardised pixels; Appendix B's layer is the one Part 10 chose."""
+    fetch = json.loads((out / "results" / "get_all_imgs.json").read_text())
+    part10 = json.loads((out / "results" / "deepfaces_part10.json").read_text())
+    if "pool" not in part10:  # results of the scripts before they recorded the pooling
+        edit(out, "deepfaces_part10", pool=2, layer_shape=[14, 14, 512])
+    md, _ = build(out)
+    m = fetch["metrics"]
+    failed = m["download_failed_total"] + m["missing_offline_total"]
+    assert f"{failed:,} could not be obtained" in md
+    for actor, a in fetch["per_actor"].items():
+        cells = re.search(rf"\| {actor} \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \|", md)
+        rows, lost, mismatch, kept = (int(c.replace(",", "")) for c in cells.groups())
+        assert rows == a["rows"] == lost + mismatch + kept, actor
+    assert "average-pooled over" in md and "weight on a raw" not in md
+    assert "per-image standardised pixel" in md
+    bench = json.loads((out / "results" / "bench_features_speed.json").read_text())
+    if bench["settings"].get("mobilenet_layer") == part10["layer"]:
+        assert f"`{part10['layer']}`" in section(md, "Appendix B")
