@@ -31,10 +31,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from apparatus import facedata, inputs, runs  # before TensorFlow: it quietens TF's C++ log
+from apparatus import facedata, inputs, runs
 from apparatus.inputs import UserError
 
-import tensorflow as tf  # noqa: E402
+tf = runs.import_tensorflow()  # quiet: its C++ libraries' loading notices
 
 import myalexnet  # noqa: E402
 from faces import (TrainSettings, accuracy, hidden, plot_learning_curves,  # noqa: E402

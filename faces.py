@@ -38,10 +38,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from apparatus import facedata, runs  # before TensorFlow: it quietens TF's C++ log
+from apparatus import facedata, runs
 from apparatus.inputs import UserError
 
-import tensorflow as tf  # noqa: E402
+tf = runs.import_tensorflow()  # quiet: its C++ libraries' loading notices
 
 SIZE = (60, 60)  # the handout's grayscale crops
 

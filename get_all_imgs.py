@@ -281,7 +281,16 @@ def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: flo
 
     for _ in range(min(settings.download_workers, len(jobs))):
         threading.Thread(target=worker, daemon=True).start()
-    return dict(done.get() for _ in tqdm(range(len(jobs)), "download", disable=None, leave=False))
+    return dict(wait_for(done) for _ in tqdm(range(len(jobs)), "download", disable=None,
+                                             leave=False))
+
+
+def wait_for(results: queue.SimpleQueue):
+    """The next result, waited for in short sleeps: Ctrl-C can reach a worker thread instead of
+    this one, and a wait without a timeout would then not see it until a download ends."""
+    while True:
+        with contextlib.suppress(queue.Empty):
+            return results.get(timeout=0.1)
 
 
 # ---- The build: lists -> originals -> crops -> datasets, table, contact sheet, results ----------

@@ -111,7 +111,7 @@ def grouped_conv(x, W, b, stride: int, padding: str, group: int):
     """x: N x H x W x (group * c), W: k x k x c x M, b: M -> N x H' x W' x M. Group g convolves
     input channels [g*c, (g+1)*c) into maps [g*M/group, (g+1)*M/group); the groups are
     concatenated, as in the handout (TensorFlow's grouped conv2d needs a GPU)."""
-    import tensorflow as tf
+    tf = runs.import_tensorflow()
     conv = lambda inp, ker: tf.nn.conv2d(inp, ker, strides=[1, stride, stride, 1], padding=padding)
     pairs = zip(tf.split(x, group, axis=3), tf.split(W, group, axis=3))
     return tf.nn.bias_add(tf.concat([conv(xi, Wi) for xi, Wi in pairs], axis=3), b)
@@ -119,14 +119,14 @@ def grouped_conv(x, W, b, stride: int, padding: str, group: int):
 
 def lrn(x):
     """y[..., d] = x[..., d] / (bias + alpha * sum_{j=d-r..d+r} x[..., j]^2) ** beta, r = 2."""
-    import tensorflow as tf
+    tf = runs.import_tensorflow()
     return tf.nn.local_response_normalization(x, **LRN)
 
 
 def forward(x, weights: dict, stop_at: str = "prob", keep: bool = False):
     """A preprocessed batch ``N x 227 x 227 x 3`` -> the activation of layer ``stop_at`` (a tensor),
     or with ``keep=True`` a dict of every layer's activation. ``weights``: ``name -> (W, b)``."""
-    import tensorflow as tf
+    tf = runs.import_tensorflow()
     h, acts = tf.convert_to_tensor(x, dtype=tf.float32), {}
     for layer in layers_upto(stop_at):
         if layer.kind == "conv":
@@ -146,7 +146,7 @@ def forward(x, weights: dict, stop_at: str = "prob", keep: bool = False):
 
 def make_extractor(weights: dict, stop_at: str = "conv4"):
     """One traced graph: preprocessed batch -> activation of ``stop_at``, weights as constants."""
-    import tensorflow as tf
+    tf = runs.import_tensorflow()
     consts = {name: tuple(map(tf.constant, weights[name])) for name in weighted_upto(stop_at)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])

@@ -8,18 +8,6 @@
 * ``facedata``  the face datasets of one actor set and their duplicate-aware split (faces.py and
                 deepfaces.py both use them).
 
-Importing this package quietens TensorFlow before TensorFlow is ever loaded: its log level, and,
-when one of the project's scripts is the program, the notices its C++ libraries print as they
-load (see ``runs.filter_native_logs``).
+Importing this package does nothing else: no stream is changed and no thread started. The
+scripts load TensorFlow through ``runs.import_tensorflow``, which keeps its loading notices quiet.
 """
-import os
-import sys
-from pathlib import Path
-
-# Level 3 keeps only fatal messages of TensorFlow's C++ log (Python errors and warnings still show).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-if sys.argv and sys.argv[0] and Path(sys.argv[0]).resolve().parent in (
-        Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[1] / "bench"):
-    from apparatus.runs import filter_native_logs
-    filter_native_logs()

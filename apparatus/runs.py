@@ -25,7 +25,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -188,7 +187,14 @@ class Run:
         return re.sub(r"[^A-Za-z0-9=.,_+-]", "", "-".join(words)) or "default"
 
     def settings(self, cls):
-        return make_settings(cls, self.quick, self.overrides)
+        """The effective settings of a part; prints those that differ from the defaults (the
+        --quick preset and --set values) and where the outputs go, as the part starts."""
+        settings = make_settings(cls, self.quick, self.overrides)
+        changed = [line.split(" [")[0] for line, default in
+                   zip(describe(settings), describe(cls())) if line != default]
+        print(f"settings: {'overriding ' + ', '.join(changed) if changed else 'the defaults'}"
+              f"; outputs in {self.out}")
+        return settings
 
     def rng(self, *stream: int) -> np.random.Generator:
         """The NumPy generator of one stream of this run (e.g. one per part)."""
@@ -332,30 +338,26 @@ def check_writable(folder: Path) -> None:
                         "Choose a folder you can write to.")
 
 
-# The notices TensorFlow's C++ libraries print to file descriptor 2 as they load, before any
-# setting can stop them: "I0000 ...", "W0000 ...", "E0000 ... cuInit" and absl's preamble.
-NATIVE_LOG = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
+def import_tensorflow():
+    """TensorFlow, imported with file descriptor 2 silenced for the moment it loads.
 
-
-def filter_native_logs() -> None:
-    """Route file descriptor 2 through a thread that drops TensorFlow's native log lines.
-
-    Python's own ``sys.stderr`` (errors, warnings, progress bars) is moved to a copy of the real
-    stderr first, so it is neither filtered nor delayed.
+    Its C++ libraries print notices as they load ("I0000 ... oneDNN", "... cuda drivers") that
+    no environment setting stops; nothing else runs meanwhile, so nothing else is lost. Python's
+    streams are not touched and no thread is started; once loaded, TensorFlow logs as usual.
     """
-    real = os.dup(2)
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ messages: fatal ones only
     sys.stderr.flush()
-    sys.stderr = open(real, "w", buffering=1, closefd=False)
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-
-    def forward():
-        with open(read_end, "rb") as pipe:
-            for line in pipe:
-                if not NATIVE_LOG.match(line):
-                    os.write(real, line)
-    threading.Thread(target=forward, daemon=True).start()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow as tf
+        tf.constant(0.0) + 1.0  # the devices are made now, with their notices
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved), os.close(null)
+    return tf
 
 
 def main_guard(main) -> None:

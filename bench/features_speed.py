@@ -30,7 +30,7 @@ from typing import ClassVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project: apparatus, myalexnet
 import numpy as np  # noqa: E402
 
-from apparatus import inputs, runs  # noqa: E402  (before TensorFlow: it quietens its logs)
+from apparatus import inputs, runs  # noqa: E402
 
 ALEXNET_LAYER = "conv4"  # the AlexNet layer deepfaces.py offers
 PART10_RESULT = Path(__file__).resolve().parents[1] / "results" / "deepfaces_part10.json"
@@ -64,7 +64,7 @@ def best_gflops(step, flop: float, repeats: int) -> float:
 
 def matmul_peak(side: int, repeats: int) -> dict:
     """Best float32 GFLOP/s of a ``side x side`` matrix product in NumPy and in TensorFlow."""
-    import tensorflow as tf
+    tf = runs.import_tensorflow()
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((side, side), dtype=np.float32) for _ in range(2))
     ta, tb, flop = tf.constant(a), tf.constant(b), 2.0 * side ** 3
@@ -85,7 +85,7 @@ def alexnet(rng: np.random.Generator):
 
 def mobilenet(rng: np.random.Generator):
     import keras
-    import tensorflow as tf
+    tf = runs.import_tensorflow()
     path = inputs.locate(MOBILENET_WEIGHTS)
     base = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=1.0, include_top=False,
                                         weights=str(path) if path else None)

@@ -5,8 +5,11 @@ import http.server
 import io
 import os
 import pickle
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -381,3 +384,18 @@ def test_running_out_of_memory_is_one_line_and_exit_2_other_faults_keep_their_tr
         assert "function_node" not in message and "/job:" not in message
     with pytest.raises(ZeroDivisionError):  # a bug is not dressed up as a user error
         runs.main_guard(lambda: 1 / 0)
+
+
+def test_importing_the_scripts_starts_no_thread_and_changes_no_stream():
+    """Importing apparatus and each script (TensorFlow loads with them) leaves the process as it
+    was: the same threads, sys.stderr the same object, file descriptor 2 the same file."""
+    code = ("import os, sys, threading\n"
+            "before = (threading.active_count(), sys.stderr, os.fstat(2).st_ino)\n"
+            "import apparatus, digits, faces, deepfaces, myalexnet, get_all_imgs\n"
+            "after = (threading.active_count(), sys.stderr, os.fstat(2).st_ino)\n"
+            "assert before == after, (before, after)\n"
+            "print('same')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(runs.__file__).parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-2000:]
+    assert "I0000" not in done.stderr and "absl" not in done.stderr  # the notices stay quiet
