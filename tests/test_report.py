@@ -66,6 +66,14 @@ def newest_layout(out: Path) -> None:
     rewrite(out, "faces_part7", "hidden_units",
             lambda r, s: s.update(hidden_sweep=s.pop("hidden_units")))
     rewrite(out, "faces_part8", "l2", lambda r, s: s.update(l2_sweep=s.pop("l2")))
+    path = out / "results" / "digits_part6.json"
+    try:
+        part6 = json.loads(path.read_text())
+    except (OSError, ValueError):  # a test's damaged or missing file stays as it is
+        part6 = {}
+    if "max_predicted_speedup" in part6.get("metrics", {}):
+        part6["metrics"].setdefault("max_predicted_speedup_no_cache", 0)
+        path.write_text(json.dumps(part6))
 
 
 def test_results_in_the_layout_of_the_rewritten_scripts_are_read_too(out):
