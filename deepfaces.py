@@ -20,7 +20,7 @@ Run (after ``python get_all_imgs.py``: the RGB faces, and the gray ones that the
 ---
     python deepfaces.py                         # part10 then part11; part10 | part11 | all
     python deepfaces.py --backbone alexnet      # --seed 0 --quick --out DIR --actors "A,B,C"
-    python deepfaces.py part10 --set layers=conv_pw_13_relu --set hidden_units=32
+    python deepfaces.py part10 --set layer_sweep=conv_pw_13_relu --set hidden_units=32
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ CANDIDATES = {"mobilenet": ("conv_pw_9_relu", "conv_pw_11_relu", "conv_pw_13_rel
 
 @dataclass(frozen=True)
 class Part10(TrainSettings):
-    layers: tuple = ()               # feature layers, chosen on validation; (): CANDIDATES
+    layer_sweep: tuple = ()          # feature layers, chosen on validation; (): CANDIDATES
     extract_batch: int = 32          # images per forward pass: fills 2 cores, ~100 MB activations
     flip: bool = True                # add mirrored training faces (extracted once, cached)
     subset: tuple = ()               # training, validation faces per actor (): all; test: all
@@ -111,7 +111,7 @@ def mobilenet(layers):
     try:
         outputs = [base.get_layer(name).output for name in layers]
     except ValueError as err:  # Keras's message lists the layers
-        raise UserError(f"--set layers: {err}") from None
+        raise UserError(f"--set layer_sweep: {err}") from None
     model = keras.Model(base.input, outputs)
     shapes = {n: tuple(int(d) for d in out.shape[1:]) for n, out in zip(layers, outputs)}
     pools = [pool_factor(shapes[n]) for n in layers]
@@ -191,6 +191,7 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
                             images_per_second=np.float64(speeds[0]))  # zlib: slow, saves little
     print(f"features of {len(images)} faces: {extracted} extracted now, the rest from the cache")
     return {"features": found, "extracted": extracted, "images_per_second": min(speeds),
+            "pools": {n: pool_factor(shapes[n]) for n in layers}, "layer_shapes": shapes,
             "weights": weights_id, "cache": {n: str(c[0]) for n, c in caches.items()}}
 
 
@@ -251,7 +252,7 @@ def part10(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
     """
     clock = time.perf_counter()
     settings, memo = run.settings(Part10), {} if memo is None else memo
-    layers = tuple(settings.layers or CANDIDATES[backbone])
+    layers = tuple(settings.layer_sweep or CANDIDATES[backbone])
     prep = memo[("faces", backbone, layers, settings.flip, settings.subset)] = prepare(
         run, actors, backbone, settings, layers)
     labels, split = prep["labels_aug"], prep["split_aug"]
@@ -289,7 +290,9 @@ def part10(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
                **{f"validation_accuracy_{n}": r["accuracy"]["val"] for n, r in nets.items()},
                **{f"test_accuracy_{n}": r["accuracy"]["test"] for n, r in nets.items()}}
     run.record("part10", settings, metrics, figures, time.perf_counter() - clock,
-               backbone=backbone, layer=layer, feature_shape=list(shape), cache=prep["cache"],
+               backbone=backbone, layer=layer, feature_shape=list(shape), pool=prep["pools"][layer],
+               layer_shape=list(prep["layer_shapes"][layer]), actors=list(actors),
+               cache=prep["cache"],
                weights=prep["weights"], feature_rms=best["rms"],
                split={k: len(v) for k, v in split.items()})
     return metrics
@@ -318,7 +321,7 @@ def part11(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
     clock = time.perf_counter()
     settings, memo = run.settings(Part11), {} if memo is None else memo
     p10 = runs.read_results("deepfaces.py", "part10", run.out) or {}
-    layers = tuple(settings.layers or CANDIDATES[backbone])
+    layers = tuple(settings.layer_sweep or CANDIDATES[backbone])
     chosen = (p10.get("backbone") == backbone and p10.get("layer") in layers  # of this split
               and (p10.get("seed"), p10.get("quick")) == (run.seed, run.quick))
     layer = p10["layer"] if chosen else layers[0]

@@ -77,14 +77,16 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class Part7(TrainSettings):
-    hidden_units: tuple = (100, 300, 600, 900)  # H swept: the report's 300/600/900, a smaller net
+    hidden_sweep: tuple = (100, 300, 600, 900)  # H swept: the report's 300/600/900, a smaller net
     flip: bool = True                # add mirrored training faces: a mirror keeps the identity
     shifts: tuple = ((-2, -2), (-2, 0), (-2, 2), (0, -2), (0, 2), (2, -2), (2, 0), (2, 2))
     #                                  (dy, dx) copies of the training faces: crops are not aligned
     n_seeds: int = 5                 # training seeds for mean and spread (same split, test set)
-    QUICK: ClassVar[dict] = dict(hidden_units=(16, 32), iterations=60, eval_every=10,
+    QUICK: ClassVar[dict] = dict(hidden_sweep=(16, 32), iterations=60, eval_every=10,
                                  patience=4, shifts=(), n_seeds=2)
-    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_seeds": ">= 2"}  # a spread needs two
+    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_seeds": ">= 2",  # a spread needs two
+                              "hidden_sweep": ">= 1"}
+    SWEPT: ClassVar[dict] = {"hidden_units": "hidden_sweep"}  # trainer field -> this part's sweep
 
     def __post_init__(self):  # each shift a (dy, dx) pair of whole pixels
         if not all(isinstance(d, tuple) and len(d) == 2 and all(
@@ -95,7 +97,7 @@ class Part7(TrainSettings):
 
 @dataclass(frozen=True)
 class Part8(TrainSettings):
-    l2: tuple = (0.0, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # lambda swept: 0, then a log grid
+    l2_sweep: tuple = (0.0, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # lambda: 0, then a log grid
     n_train_per_actor: int = 5       # five photos per actor against a million weights
     hidden_units: int = 300          # the report's network: many more weights than photos
     learning_rate: float = 1e-3      # full-batch Adam fits the 30 photos within 200 steps
@@ -107,9 +109,15 @@ class Part8(TrainSettings):
     patience: int | None = None
     n_seeds: int = 5                 # each seed draws other training photos and another init
     QUICK: ClassVar[dict] = dict(hidden_units=64, iterations=60, eval_every=60,
-                                 l2=(0.0, 1e-3, 1e-1), n_seeds=2)
+                                 l2_sweep=(0.0, 1e-3, 1e-1), n_seeds=2)
     LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_train_per_actor": ">= 1",
-                              "n_seeds": ">= 1"}
+                              "n_seeds": ">= 1", "l2_sweep": ">= 0"}
+    SWEPT: ClassVar[dict] = {"l2": "l2_sweep"}
+
+    def __post_init__(self):
+        if not self.l2_sweep or self.l2_sweep[0] != 0:
+            raise UserError(f"--set l2_sweep={self.l2_sweep!r}: the sweep starts at 0, the "
+                            "network without decay, e.g. \"l2_sweep=(0.0, 1e-3, 1e-2)\"")
 
 
 @dataclass(frozen=True)
@@ -373,7 +381,7 @@ def part7(run: runs.Run, actors) -> dict:
     data, split, record = load_faces_and_split(run, actors)
     X, y, split_aug = augmented_features(data["images"], data["labels"], split, settings.flip,
                                          settings.shifts)
-    K, sweep = len(data["actors"]), settings.hidden_units
+    K, sweep = len(data["actors"]), settings.hidden_sweep
     print(f"network: {X.shape[1]} pixels -> H tanh units -> {K} softmax, H in {list(sweep)} "
           f"chosen on validation; {len(X) - len(data['labels'])} mirrored/shifted training faces")
 
@@ -439,9 +447,7 @@ def part8(run: runs.Run, actors) -> dict:
     settings = run.settings(Part8)
     data, split, _ = load_faces_and_split(run, actors)
     X, y, K = standardise_images(data["images"]), data["labels"], len(data["actors"])
-    lambdas = settings.l2
-    if lambdas[0] != 0:
-        raise UserError(f"--set l2={lambdas}: the sweep starts at 0, the network without decay")
+    lambdas = settings.l2_sweep
     n_per = min(settings.n_train_per_actor, int(np.bincount(y[split["train"]]).min()))
     train = train_settings(settings, l2=0.0)  # batch_size 0: the n_per * K photos in each step
     print(f"network: {X.shape[1]} pixels -> {train.hidden_units} tanh units -> {K} softmax; "

@@ -91,13 +91,17 @@ def setting_names(cls) -> set[str]:
     return names
 
 
-def make_settings(cls, quick: bool = False, overrides: dict | None = None):
+def make_settings(cls, quick: bool = False, overrides: dict | None = None, part: str = ""):
     """The effective settings of one part: defaults, ``cls.QUICK`` if quick, then overrides
     (``tanh.epochs=5`` changes one field of the nested settings ``tanh``), all at once (a class
     that checks one setting against another sees them together), then :func:`check_limits`."""
     settings = dataclasses.replace(cls(), **(getattr(cls, "QUICK", {}) if quick else {}))
     known, changes = setting_names(cls), {}
     for name, value in (overrides or {}).items():
+        if name in getattr(cls, "SWEPT", {}):  # a trainer's scalar that this part sweeps
+            raise UserError(f"--set {name}: {part or cls.__name__} sweeps {cls.SWEPT[name]} "
+                            f"instead (e.g. --set \"{cls.SWEPT[name]}=({value!r},)\"); run the "
+                            f"parts that use {name} on their own")
         if name not in known:
             continue  # a setting of another part of the same run
         outer, _, inner = name.partition(".")
@@ -271,6 +275,8 @@ def describe(settings, prefix: str = ""):
     limits = getattr(settings, "LIMITS", {})
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
+        if f.name in getattr(settings, "SWEPT", {}):
+            continue  # this part sweeps it under another name
         if dataclasses.is_dataclass(value):
             yield from describe(value, f"{prefix}{f.name}.")
             continue
@@ -322,7 +328,7 @@ def start(script: str, args, parts: dict, tags: tuple = ()) -> tuple[Run, list[s
                         f"Settings: {', '.join(sorted(fields)) or 'none'}")
     for name in names:  # a bad type is reported now, not after an hour of earlier parts
         if parts.get(name):
-            make_settings(parts[name], args.quick, overrides)
+            make_settings(parts[name], args.quick, overrides, name)
     run = Run(script, args.seed, args.quick, overrides, tags, args.out,
               command=" ".join(["python", script] + sys.argv[1:]))
     check_writable(run.out)

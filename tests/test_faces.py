@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from apparatus.inputs import UserError
 import tensorflow as tf
 
 import faces
@@ -123,12 +124,43 @@ def test_usefulness_prefers_the_unit_that_fires_for_the_actor():
     assert scores[0] > scores[1] > -1e-9
 
 
-def test_settings_sweep_the_trainer_field_they_name():
-    run = runs.Run("faces.py", overrides={"hidden_units": 600})
-    assert run.settings(faces.Part7).hidden_units == (600,)
-    assert faces.train_settings(run.settings(faces.Part7), hidden_units=600) == faces.TrainSettings(
-        hidden_units=600)
-    assert runs.Run("faces.py", quick=True).settings(faces.Part8).l2 == (0.0, 1e-3, 1e-1)
+def test_a_sweep_has_its_own_name_and_the_scalar_is_refused_where_a_part_sweeps_it():
+    run = runs.Run("faces.py", overrides={"hidden_sweep": 600})
+    assert run.settings(faces.Part7).hidden_sweep == (600,)
+    assert runs.Run("faces.py", quick=True).settings(faces.Part8).l2_sweep == (0.0, 1e-3, 1e-1)
+    for name, part in (("hidden_units", "part7"), ("l2", "part8")):
+        with pytest.raises(UserError, match=f"--set {name}: {part} sweeps"):
+            runs.make_settings(faces.PARTS[part], overrides={name: 1}, part=part)
+
+
+@pytest.mark.parametrize("script", ["digits", "faces", "deepfaces"])
+def test_every_setting_name_shared_by_two_parts_means_one_thing_or_stops_at_once(script):
+    """For each name that two parts of a script share, --set with its default value either
+    gives every part that value (the same type: a scalar stays a scalar) or stops the whole
+    command before any part runs, naming the setting and the part."""
+    import importlib
+    module = importlib.import_module(script)
+    parts = {n: c for n, c in getattr(module, "PARTS", getattr(module, "SETTINGS", {})).items()
+             if c is not None}
+    names = {}
+    for part, cls in parts.items():
+        for name in runs.setting_names(cls):
+            names.setdefault(name, []).append(part)
+    for name, users in ((n, u) for n, u in names.items() if len(u) > 1):
+        kinds = set()
+        for part in users:
+            default = runs.make_settings(parts[part])
+            for bit in name.split("."):
+                default = getattr(default, bit)
+            try:
+                value = runs.make_settings(parts[part], overrides={name: default}, part=part)
+            except UserError as err:
+                assert name in str(err) and part in str(err)
+                continue
+            for bit in name.split("."):
+                value = getattr(value, bit)
+            kinds.add(type(value).__name__)
+        assert len(kinds) <= 1, f"{script}: {name} is {kinds} in {users}"
 
 
 # ---------------------------------------------------------------------------------------
