@@ -160,6 +160,7 @@ def test_every_setting_name_shared_by_two_parts_means_one_thing_or_stops_at_once
             for bit in name.split("."):
                 value = getattr(value, bit)
             kinds.add(type(value).__name__)
+        kinds.discard("NoneType")  # an optional scalar (patience: int | None) is still a scalar
         assert len(kinds) <= 1, f"{script}: {name} is {kinds} in {users}"
 
 
