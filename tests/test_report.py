@@ -44,7 +44,6 @@ def section(text: str, heading: str) -> str:
 
 
 def test_every_section_of_the_committed_results_is_written(out):
-    newest_layout(out)
     md, tex = build(out)
     assert "Not run" not in md and "Not run" not in tex and "Warning" not in md
 
@@ -56,24 +55,6 @@ def rewrite(out: Path, stem: str, old: str, change) -> None:
     if old in record["settings"]:
         change(record, record["settings"])
         path.write_text(json.dumps(record))
-
-
-def newest_layout(out: Path) -> None:
-    """Results of the scripts before they recorded the pooling and renamed the sweeps."""
-    part10 = json.loads((out / "results" / "deepfaces_part10.json").read_text())
-    if "pool" not in part10:
-        edit(out, "deepfaces_part10", pool=2, layer_shape=[14, 14, 512])
-    rewrite(out, "faces_part7", "hidden_units",
-            lambda r, s: s.update(hidden_sweep=s.pop("hidden_units")))
-    rewrite(out, "faces_part8", "l2", lambda r, s: s.update(l2_sweep=s.pop("l2")))
-    path = out / "results" / "digits_part6.json"
-    try:
-        part6 = json.loads(path.read_text())
-    except (OSError, ValueError):  # a test's damaged or missing file stays as it is
-        part6 = {}
-    if "max_predicted_speedup" in part6.get("metrics", {}):
-        part6["metrics"].setdefault("max_predicted_speedup_no_cache", 0)
-        path.write_text(json.dumps(part6))
 
 
 def test_results_in_the_layout_of_the_rewritten_scripts_are_read_too(out):
@@ -108,7 +89,6 @@ def test_results_in_the_layout_of_the_rewritten_scripts_are_read_too(out):
     rewrite(out, "deepfaces_part10", "train", part10)
     rewrite(out, "deepfaces_part11", "train",
             lambda r, s: r.update(settings=s["train"], feature_shape=s["feature_shape"]))
-    newest_layout(out)
     md, tex = build(out)
     assert "Not run" not in md and "Not run" not in tex
 
@@ -140,7 +120,6 @@ def test_a_missing_or_incomplete_results_file_says_not_run(out):
     del record["metrics"]["gain_points_mean"]
     (out / "results" / "faces_part8.json").write_text(json.dumps(record))
     (out / "results" / "digits_part6.json").write_text("{not json")
-    newest_layout(out)
     md, tex = build(out)
     for heading, command in (("Part 9", "python faces.py part9"),
                              ("Part 8", "python faces.py part8"),
@@ -232,7 +211,6 @@ def test_the_text_says_what_the_results_hold(out):
     Part 9 names the standardised pixels; Appendix B's layer is the one Part 10 chose."""
     fetch = json.loads((out / "results" / "get_all_imgs.json").read_text())
     part10 = json.loads((out / "results" / "deepfaces_part10.json").read_text())
-    newest_layout(out)
     md, _ = build(out)
     m = fetch["metrics"]
     failed = m["download_failed_total"] + m["missing_offline_total"]
