@@ -399,3 +399,18 @@ def test_importing_the_scripts_starts_no_thread_and_changes_no_stream():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-2000:]
     assert "I0000" not in done.stderr and "absl" not in done.stderr  # the notices stay quiet
+
+
+def test_a_part_prints_the_settings_it_overrides_and_where_outputs_go(capsys, tmp_path):
+    @dataclass(frozen=True)
+    class Demo:
+        rate: float = 0.1
+        units: int = 8
+        QUICK: ClassVar[dict] = {"units": 2}
+
+    run = runs.Run("demo.py", quick=True, overrides={"rate": 0.5}, out=tmp_path)
+    assert run.settings(Demo) == Demo(rate=0.5, units=2)
+    line = capsys.readouterr().out.strip()
+    assert line == f"settings: overriding rate=0.5, units=2; outputs in {tmp_path}"
+    runs.Run("demo.py", out=tmp_path).settings(Demo)
+    assert capsys.readouterr().out.startswith("settings: the defaults;")
