@@ -191,7 +191,7 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
                             images_per_second=np.float64(speeds[0]))  # zlib: slow, saves little
     print(f"features of {len(images)} faces: {extracted} extracted now, the rest from the cache")
     return {"features": found, "extracted": extracted, "images_per_second": min(speeds),
-            "pools": {n: pool_factor(shapes[n]) for n in layers}, "layer_shapes": shapes,
+            "layer_shapes": shapes,
             "weights": weights_id, "cache": {n: str(c[0]) for n, c in caches.items()}}
 
 
@@ -290,10 +290,10 @@ def part10(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
                **{f"validation_accuracy_{n}": r["accuracy"]["val"] for n, r in nets.items()},
                **{f"test_accuracy_{n}": r["accuracy"]["test"] for n, r in nets.items()}}
     run.record("part10", settings, metrics, figures, time.perf_counter() - clock,
-               backbone=backbone, layer=layer, feature_shape=list(shape), pool=prep["pools"][layer],
-               layer_shape=list(prep["layer_shapes"][layer]), actors=list(actors),
-               cache=prep["cache"],
-               weights=prep["weights"], feature_rms=best["rms"],
+               backbone=backbone, layer=layer, feature_shape=list(shape),
+               layer_shape=list(prep["layer_shapes"][layer]),
+               pool=pool_factor(prep["layer_shapes"][layer]), actors=list(actors),
+               cache=prep["cache"], weights=prep["weights"], feature_rms=best["rms"],
                split={k: len(v) for k, v in split.items()})
     return metrics
 

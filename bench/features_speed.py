@@ -4,7 +4,8 @@ Parts 10-11 (deepfaces.py) push every face through a pretrained backbone up to o
 times those forward passes on batches of random images of the real input size (throughput does
 not depend on pixel or weight values): ``alexnet``, myalexnet.py to ``conv4`` (227 x 227 x 3) with
 generated weights in bvlc_alexnet.npy's layout; ``mobilenet``, keras.applications.MobileNet
-(alpha 1.0) to the layer Part 10 chose (results/deepfaces_part10.json "layer"; 224 x 224 x 3) with the ImageNet weights when
+(alpha 1.0) to the layer Part 10 chose (results/deepfaces_part10.json "layer"; 224 x 224 x 3)
+with the ImageNet weights when
 ``mobilenet_1_0_224_imagenet.weights.h5`` is on the data search path, else random ones.
 
 For each: images per second, and the arithmetic rate reached as a fraction of this machine's
@@ -18,6 +19,7 @@ is a slight underestimate. Results: ``results/bench_features_speed.json``.
 
 Run it on a quiet machine: anything else using the CPUs lowers every number here.
 """
+import functools
 import json
 import os
 import sys
@@ -36,12 +38,16 @@ ALEXNET_LAYER = "conv4"  # the AlexNet layer deepfaces.py offers
 PART10_RESULT = Path(__file__).resolve().parents[1] / "results" / "deepfaces_part10.json"
 
 
+@functools.cache  # read once: the run records the layer it timed
 def part10_layer() -> str:
     """The MobileNet layer Part 10 chose, read from its committed result."""
     try:
         return json.loads(PART10_RESULT.read_text())["layer"]
     except (OSError, ValueError, KeyError) as err:
-        sys.exit(f"{PART10_RESULT}: no Part 10 layer to time ({err}); run python deepfaces.py part10 first")
+        raise inputs.UserError(f"{PART10_RESULT}: no Part 10 layer to time ({err}); run "
+                               "python deepfaces.py part10 first") from None
+
+
 MOBILENET_WEIGHTS = "mobilenet_1_0_224_imagenet.weights.h5"
 
 
@@ -111,7 +117,7 @@ def main(argv=None) -> dict:
     extra = dict(backbones=args.backbones, alexnet_layer=ALEXNET_LAYER,
                  mobilenet_layer=part10_layer(), cpu_count=os.cpu_count(),
                  load_average_at_start=round(os.getloadavg()[0], 2))
-    print("settings: " + ", ".join(f"{k}={v}" for k, v in {**asdict(settings), **extra}.items()))
+    print("context: " + ", ".join(f"{k}={v}" for k, v in extra.items()))  # settings: printed above
     runs.seed_tensorflow(run.seed)
     rng, t0 = run.rng(), time.perf_counter()
     metrics = matmul_peak(settings.matmul_side, settings.matmul_repeats)
