@@ -33,6 +33,7 @@ import numpy as np
 
 from apparatus import facedata, inputs, runs
 from apparatus.inputs import UserError
+from apparatus.runs import setting
 
 tf = runs.import_tensorflow()  # quiet: its C++ libraries' loading notices
 
@@ -55,20 +56,19 @@ CANDIDATES = {"mobilenet": ("conv_pw_9_relu", "conv_pw_11_relu", "conv_pw_13_rel
 
 @dataclass(frozen=True)
 class Part10(TrainSettings):
-    layer_sweep: tuple = ()          # feature layers, chosen on validation; (): CANDIDATES
-    extract_batch: int = 32          # images per forward pass: fills 2 cores, ~100 MB activations
-    flip: bool = True                # add mirrored training faces (extracted once, cached)
-    subset: tuple = ()               # training, validation faces per actor (): all; test: all
-    hidden_units: int = 64           # ImageNet features separate the actors almost linearly
-    l2: float = 1e-4                 # a little decay: tens of thousands of inputs, ~740 faces
-    learning_rate: float = 1e-4      # ~lr * sum|x| per step on a unit: 1e-3 saturates tanh
+    layer_sweep: tuple = ()  # feature layers, chosen on validation; (): CANDIDATES
+    extract_batch: int = setting(32, ge=1)  # images per forward pass: ~100 MB activations
+    flip: bool = True  # add mirrored training faces (extracted once, cached)
+    subset: tuple = ()  # training, validation faces per actor (): all; test: all
+    hidden_units: int = 64  # ImageNet features separate the actors almost linearly
+    l2: float = 1e-4  # a little decay: tens of thousands of inputs, ~740 faces
+    learning_rate: float = 1e-4  # ~lr * sum|x| per step on a unit: 1e-3 saturates tanh
     batch_size: int = 32
-    iterations: int = 2000           # validation still creeps up after 1500
+    iterations: int = 2000  # validation still creeps up after 1500
     eval_every: int = 25
-    patience: int | None = 30        # 750 iterations without a better validation: stop
+    patience: int | None = 30  # 750 iterations without a better validation: stop
     QUICK: ClassVar[dict] = dict(subset=(8, 4), hidden_units=16, iterations=40, eval_every=10,
                                  patience=None)
-    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "extract_batch": ">= 1"}
 
     def __post_init__(self):
         if self.subset and not (len(self.subset) == 2 and all(
@@ -79,9 +79,8 @@ class Part10(TrainSettings):
 
 @dataclass(frozen=True)
 class Part11(Part10):
-    n_top: int = 4                   # training faces shown per unit
-    n_top_score: int = 10            # faces over which "same actor" is measured for the metric
-    LIMITS: ClassVar[dict] = {**Part10.LIMITS, "n_top": ">= 1", "n_top_score": ">= 1"}
+    n_top: int = setting(4, ge=1)  # training faces shown per unit
+    n_top_score: int = setting(10, ge=1)  # faces over which "same actor" is measured for the metric
 
 
 # ======================================================================================

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from apparatus import inputs, runs
+from apparatus.runs import setting
 
 N_PIXELS, N_HIDDEN, N_CLASSES = 784, 300, 10
 SNAPSHOT_SHAPES = {"W0": (784, 300), "b0": (300,), "W1": (300, 10), "b1": (10,)}  # snapshot50.pkl
@@ -36,25 +37,21 @@ QUICK_IMAGES = (2000, 1000)  # --quick: a fixed random slice of training and tes
 
 @dataclass(frozen=True)
 class Part3:
-    n_images: int = 20   # a small batch: the check is about the formula, not the data
-    n_coords: int = 25   # the handout asks for at least 25 coordinates of every array
-    step: float = 1e-3   # 4-point stencil: truncation ~h^4, rounding ~eps |C| / h, both ~1e-12
+    n_images: int = setting(20, ge=1)  # a small batch: the check is about the formula, not the data
+    n_coords: int = setting(25, ge=1)  # the handout asks for at least 25 coordinates of every array
+    step: float = setting(1e-3, gt=0)  # 4-point stencil: truncation ~h^4, rounding ~eps|C|/h: 1e-12
     QUICK: ClassVar[dict] = {"n_coords": 5}
-    LIMITS: ClassVar[dict] = {"n_images": ">= 1", "n_coords": ">= 1", "step": "> 0"}
 
 
 @dataclass(frozen=True)
 class SGDSettings:  # mini-batch SGD with momentum, as train_network runs it
-    epochs: int = 30             # the validation curves of both nets settle by then
-    batch_size: int = 100        # the handout's mini-batch size
-    learning_rate: float = 0.05  # step on the gradient of the mean cost of a batch; 0.2 oscillates
-    momentum: float = 0.9        # averages the gradient noise over about ten batches
-    schedule: str = "cosine"     # "cosine" decays the step to 0 over the run, or "constant"
-    weight_decay: float = 0.0    # lambda: dw += lambda w (not biases): a penalty lambda/2 ||W||^2
-    max_shift: int = 0           # move each batch by -max_shift..max_shift pixels (augmentation)
-    LIMITS: ClassVar[dict] = {"epochs": ">= 1", "batch_size": ">= 1", "learning_rate": "> 0",
-                              "momentum": ">= 0 and < 1", "schedule": ("cosine", "constant"),
-                              "weight_decay": ">= 0", "max_shift": ">= 0 and < 28"}
+    epochs: int = setting(30, ge=1)  # the validation curves of both nets settle by then
+    batch_size: int = setting(100, ge=1)  # the handout's mini-batch size
+    learning_rate: float = setting(0.05, gt=0)  # the batch's mean-cost gradient; 0.2 oscillates
+    momentum: float = setting(0.9, ge=0, lt=1)  # averages the gradient noise over about ten batches
+    schedule: str = setting("cosine", choices=("cosine", "constant"))  # cosine: to 0 over the run
+    weight_decay: float = setting(0.0, ge=0)  # lambda: dw += lambda w (not b): lambda/2 ||W||^2
+    max_shift: int = setting(0, ge=0, lt=28)  # shift each batch -max..max pixels (augmentation)
 
     def rate(self, epoch: int) -> float:
         """The step of epoch ``epoch`` (from 0): lr (1 + cos(pi epoch / epochs)) / 2 or lr."""
@@ -64,33 +61,28 @@ class SGDSettings:  # mini-batch SGD with momentum, as train_network runs it
 
 @dataclass(frozen=True)
 class Part4:
-    n_val: int = 5000           # held out of the 60,000 training images for the curves
-    n_train_eval: int = 10000   # the training curve on a fixed subset (the whole set costs 6x)
-    n_hidden_shown: int = 20    # hidden units drawn: those with the largest outgoing weights
+    n_val: int = setting(5000, ge=1)  # held out of the 60,000 training images for the curves
+    n_train_eval: int = setting(10000, ge=1)  # training curve on a fixed subset (all costs 6x)
+    n_hidden_shown: int = setting(20, ge=1)  # units drawn: those with the largest out-weights
     softmax: SGDSettings = SGDSettings()  # convex: momentum and the cosine decay settle it
     tanh: SGDSettings = SGDSettings(max_shift=1)  # shifts: still learning once it fits
     QUICK: ClassVar[dict] = {"n_val": 200, "softmax": SGDSettings(epochs=2),
                              "tanh": SGDSettings(epochs=2, max_shift=1)}
-    LIMITS: ClassVar[dict] = {"n_val": ">= 1", "n_train_eval": ">= 1", "n_hidden_shown": ">= 1"}
 
 
 @dataclass(frozen=True)
 class Part5:
-    per_digit: int = 50                               # the report's training images per digit
-    noise_scales: tuple = (0.0, 1.0, 2.0, 5.0, 10.0)  # std of pixel noise (pixels in 0..1)
-    report_noise: float = 5.0                         # the report's setting, in the metrics
-    n_seeds: int = 5                                  # repeats per setting: mean and spread
-    gd_iterations: int = 300                          # full-batch steps for both MNIST fits
-    gd_iterations_2d: int = 2000                      # 2-D is cheap: run both fits to the end
-    outlier_distances: tuple = (0.0, 5.0, 10.0, 20.0, 40.0)  # how far the 2-D far points sit
-    outlier_report: float = 20.0                      # the 2-D setting drawn and in the metrics
-    n_outliers: int = 20                              # far class-1 points among 200 + 200
+    per_digit: int = setting(50, ge=1)  # the report's training images per digit
+    noise_scales: tuple = setting((0.0, 1.0, 2.0, 5.0, 10.0), ge=0)  # pixel noise std (pixels 0..1)
+    report_noise: float = setting(5.0, ge=0)  # the report's setting, in the metrics
+    n_seeds: int = setting(5, ge=1)  # repeats per setting: mean and spread
+    gd_iterations: int = setting(300, ge=1)  # full-batch steps for both MNIST fits
+    gd_iterations_2d: int = setting(2000, ge=1)  # 2-D is cheap: run both fits to the end
+    outlier_distances: tuple = setting((0.0, 5.0, 10.0, 20.0, 40.0), ge=0)  # far points, 2-D
+    outlier_report: float = setting(20.0, ge=0)  # the 2-D setting drawn and in the metrics
+    n_outliers: int = setting(20, ge=0)  # far class-1 points among 200 + 200
     QUICK: ClassVar[dict] = {"noise_scales": (0.0, 5.0), "n_seeds": 2, "gd_iterations": 30,
                              "outlier_distances": (0.0, 20.0), "gd_iterations_2d": 200}
-    LIMITS: ClassVar[dict] = {"per_digit": ">= 1", "noise_scales": ">= 0",
-                              "report_noise": ">= 0", "n_seeds": ">= 1", "gd_iterations": ">= 1",
-                              "gd_iterations_2d": ">= 1", "outlier_distances": ">= 0",
-                              "outlier_report": ">= 0", "n_outliers": ">= 0"}
 
     def __post_init__(self):  # the metrics quote one value of each sweep
         for name, value, swept in (("report_noise", self.report_noise, "noise_scales"),
@@ -102,13 +94,11 @@ class Part5:
 
 @dataclass(frozen=True)
 class Part6:
-    layers: tuple = (1, 2, 3, 4)    # N: hidden layers
-    units: tuple = (8, 16, 32, 64)  # K: units per layer
-    repeats: int = 5                # timings: the best of this many rounds of timeit
-    round_seconds: float = 0.02     # each round at least this long: well above the clock's tick
+    layers: tuple = setting((1, 2, 3, 4), ge=1)  # N: hidden layers
+    units: tuple = setting((8, 16, 32, 64), ge=1)  # K: units per layer
+    repeats: int = setting(5, ge=1)  # timings: the best of this many rounds of timeit
+    round_seconds: float = setting(0.02, gt=0)  # rounds this long at least: >> the clock's tick
     QUICK: ClassVar[dict] = {"layers": (1, 2), "units": (8, 16), "repeats": 1}
-    LIMITS: ClassVar[dict] = {"layers": ">= 1", "units": ">= 1", "repeats": ">= 1",
-                              "round_seconds": "> 0"}
 
 
 # ==== Data loading: the two inputs, checked before use ============================

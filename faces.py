@@ -40,6 +40,7 @@ import numpy as np
 
 from apparatus import facedata, runs
 from apparatus.inputs import UserError
+from apparatus.runs import setting
 
 tf = runs.import_tensorflow()  # quiet: its C++ libraries' loading notices
 
@@ -53,39 +54,31 @@ SIZE = (60, 60)  # the handout's grayscale crops
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything the trainer needs; it knows nothing about pixels."""
-    hidden_units: int = 300          # H: the report's network
-    l2: float = 1e-4                 # lambda in cost = mean cross-entropy + lambda*(|W0|^2+|W1|^2)
-    learning_rate: float = 5e-4      # Adam's step: smooth learning curves at this batch size
-    batch_size: int = 64             # photos per step (0: all training photos in every step)
-    iterations: int = 1200           # at most: early stopping usually ends the run sooner
-    eval_every: int = 25             # full-batch evaluation of training/val/test every k steps
-    init: str = "glorot"             # "glorot": std init_scale*sqrt(2/(fan_in+fan_out)); "normal"
-    init_scale: float = 0.5          # half of Glorot: tanh units start unsaturated on 3600 inputs
-    optimizer: str = "adam"          # "adam" | "sgd" (with momentum)
-    momentum: float = 0.9            # only for sgd
-    early_stopping: bool = True      # keep the weights of the best validation evaluation
-    patience: int | None = 8         # stop after this many evaluations without a better one
-    input_noise: float = 0.0         # std of Gaussian noise on each training input (0: off)
-    dropout: float = 0.0             # dropout rate of the hidden units in training (0: off)
-    LIMITS: ClassVar[dict] = {"hidden_units": ">= 1", "l2": ">= 0", "learning_rate": "> 0",
-                              "batch_size": ">= 0", "iterations": ">= 1", "eval_every": ">= 1",
-                              "init": ("glorot", "normal"), "init_scale": "> 0",
-                              "optimizer": ("adam", "sgd"), "momentum": ">= 0 and < 1",
-                              "patience": ">= 1", "input_noise": ">= 0",
-                              "dropout": ">= 0 and < 1"}
+    hidden_units: int = setting(300, ge=1)  # H: the report's network
+    l2: float = setting(1e-4, ge=0)  # lambda in cost = mean cross-entropy + lambda*(|W0|^2+|W1|^2)
+    learning_rate: float = setting(5e-4, gt=0)  # Adam's step: smooth curves at this batch size
+    batch_size: int = setting(64, ge=0)  # photos per step (0: all training photos in every step)
+    iterations: int = setting(1200, ge=1)  # at most: early stopping usually ends the run sooner
+    eval_every: int = setting(25, ge=1)  # full-batch evaluation of training/val/test every k steps
+    init: str = setting("glorot", choices=("glorot", "normal"))  # std init_scale*sqrt(2/(in+out))
+    init_scale: float = setting(0.5, gt=0)  # half Glorot: tanh starts unsaturated on 3600 inputs
+    optimizer: str = setting("adam", choices=("adam", "sgd"))  # "adam" | "sgd" (with momentum)
+    momentum: float = setting(0.9, ge=0, lt=1)  # only for sgd
+    early_stopping: bool = True  # keep the weights of the best validation evaluation
+    patience: int | None = setting(8, ge=1)  # stop after this many evaluations without a better one
+    input_noise: float = setting(0.0, ge=0)  # std of Gaussian noise on each training input (0: off)
+    dropout: float = setting(0.0, ge=0, lt=1)  # dropout rate of the hidden units (0: off)
 
 
 @dataclass(frozen=True)
 class Part7(TrainSettings):
-    hidden_sweep: tuple = (100, 300, 600, 900)  # H swept: the report's 300/600/900, a smaller net
-    flip: bool = True                # add mirrored training faces: a mirror keeps the identity
+    hidden_sweep: tuple = setting((100, 300, 600, 900), ge=1)  # H: the report's 300, 600, 900; 100
+    flip: bool = True  # add mirrored training faces: a mirror keeps the identity
+    # (dy, dx) copies of the training faces: the crops are not aligned
     shifts: tuple = ((-2, -2), (-2, 0), (-2, 2), (0, -2), (0, 2), (2, -2), (2, 0), (2, 2))
-    #                                  (dy, dx) copies of the training faces: crops are not aligned
-    n_seeds: int = 5                 # training seeds for mean and spread (same split, test set)
+    n_seeds: int = setting(5, ge=2)  # training seeds for mean and spread (same split, test set)
     QUICK: ClassVar[dict] = dict(hidden_sweep=(16, 32), iterations=60, eval_every=10,
                                  patience=4, shifts=(), n_seeds=2)
-    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_seeds": ">= 2",  # a spread needs two
-                              "hidden_sweep": ">= 1"}
     SWEPT: ClassVar[dict] = {"hidden_units": "hidden_sweep"}  # trainer field -> this part's sweep
 
     def __post_init__(self):  # each shift a (dy, dx) pair of whole pixels
@@ -97,21 +90,19 @@ class Part7(TrainSettings):
 
 @dataclass(frozen=True)
 class Part8(TrainSettings):
-    l2_sweep: tuple = (0.0, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # lambda: 0, then a log grid
-    n_train_per_actor: int = 5       # five photos per actor against a million weights
-    hidden_units: int = 300          # the report's network: many more weights than photos
-    learning_rate: float = 1e-3      # full-batch Adam fits the 30 photos within 200 steps
-    batch_size: int = 0              # 0: all training photos in every step (full batch)
-    iterations: int = 200            # the training photos are fitted exactly by then
-    eval_every: int = 200            # only the final network counts
-    init_scale: float = 3.0          # 3x Glorot: a careless init that decay has to clean up
-    early_stopping: bool = False     # the point is what decay alone does
+    l2_sweep: tuple = setting((0.0, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0), ge=0)  # 0, then log
+    n_train_per_actor: int = setting(5, ge=1)  # five photos per actor against a million weights
+    hidden_units: int = 300  # the report's network: many more weights than photos
+    learning_rate: float = 1e-3  # full-batch Adam fits the 30 photos within 200 steps
+    batch_size: int = 0  # 0: all training photos in every step (full batch)
+    iterations: int = 200  # the training photos are fitted exactly by then
+    eval_every: int = 200  # only the final network counts
+    init_scale: float = 3.0  # 3x Glorot: a careless init that decay has to clean up
+    early_stopping: bool = False  # the point is what decay alone does
     patience: int | None = None
-    n_seeds: int = 5                 # each seed draws other training photos and another init
+    n_seeds: int = setting(5, ge=1)  # each seed draws other training photos and another init
     QUICK: ClassVar[dict] = dict(hidden_units=64, iterations=60, eval_every=60,
                                  l2_sweep=(0.0, 1e-3, 1e-1), n_seeds=2)
-    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_train_per_actor": ">= 1",
-                              "n_seeds": ">= 1", "l2_sweep": ">= 0"}
     SWEPT: ClassVar[dict] = {"l2": "l2_sweep"}
 
     def __post_init__(self):
@@ -123,14 +114,13 @@ class Part8(TrainSettings):
 @dataclass(frozen=True)
 class Part9(TrainSettings):
     actors: tuple = ("Fran Drescher", "Steve Carell")  # one actress, one actor
-    n_units: int = 5                 # units shown per actor
-    l2: float = 1e-2                 # 100x Part 7's decay, for 1500 steps without early stopping:
-    iterations: int = 1500           # decay wipes out what is left of the random init, so the
-    early_stopping: bool = False     # weight images show face parts instead of pixel noise
+    n_units: int = setting(5, ge=1)  # units shown per actor
+    l2: float = 1e-2  # 100x Part 7's decay, for 1500 steps without early stopping:
+    iterations: int = 1500  # decay wipes out what is left of the random init, so the
+    early_stopping: bool = False  # weight images show face parts instead of pixel noise
     patience: int | None = None
-    flip: bool = False               # keep left/right information in the weights we look at
+    flip: bool = False  # keep left/right information in the weights we look at
     QUICK: ClassVar[dict] = dict(hidden_units=32, iterations=60, eval_every=10)
-    LIMITS: ClassVar[dict] = {**TrainSettings.LIMITS, "n_units": ">= 1"}
 
     def __post_init__(self):  # names; whether the dataset holds them is checked on loading it
         if not self.actors or not all(isinstance(a, str) for a in self.actors):

@@ -49,6 +49,7 @@ from urllib3.util.retry import Retry
 
 from apparatus import facedata, inputs, runs
 from apparatus.inputs import UserError
+from apparatus.runs import setting
 
 LIST_FILES = ("facescrub_actors.txt", "facescrub_actresses.txt")
 
@@ -56,19 +57,15 @@ LIST_FILES = ("facescrub_actors.txt", "facescrub_actresses.txt")
 @dataclass(frozen=True)
 class Build:
     outputs: tuple = ((60, 60, "gray"), (227, 227, "rgb"))  # (H, W, mode): Parts 7-9; AlexNet
-    rows_per_actor: int = 0          # 0: every row of the lists; --quick takes the first few
-    sheet_per_actor: int = 10        # crops per actor on the contact sheet
-    download_workers: int = 8        # threads: a download waits on the network, not on the CPU
-    retries: int = 2                 # per request, for read errors and 5xx (with backoff)
-    request_timeout: float = 10.0    # seconds of silence that end a request
-    file_deadline: float = 30.0      # seconds per file in all: a trickling host cannot hold one
-    max_bytes: int = 20 << 20        # far above any photo: stops an endless body
-    no_network_after: int = 16       # connection failures with no answer yet: stop trying
+    rows_per_actor: int = setting(0, ge=0)  # 0: every row of the lists; --quick takes the first few
+    sheet_per_actor: int = setting(10, ge=1)  # crops per actor on the contact sheet
+    download_workers: int = setting(8, ge=1)  # threads: downloads wait on the network
+    retries: int = setting(2, ge=0)  # per request, for read errors and 5xx (with backoff)
+    request_timeout: float = setting(10.0, gt=0)  # seconds of silence that end a request
+    file_deadline: float = setting(30.0, gt=0)  # seconds per file: a trickling host can't hold one
+    max_bytes: int = setting(20 << 20, ge=1)  # far above any photo: stops an endless body
+    no_network_after: int = setting(16, ge=1)  # connection failures with no answer yet: stop trying
     QUICK: ClassVar[dict] = {"rows_per_actor": 12}  # enough rows for a contact sheet
-    LIMITS: ClassVar[dict] = {"rows_per_actor": ">= 0", "sheet_per_actor": ">= 1",
-                              "download_workers": ">= 1", "retries": ">= 0",
-                              "request_timeout": "> 0", "file_deadline": "> 0", "max_bytes": ">= 1",
-                              "no_network_after": ">= 1"}
 
     def __post_init__(self):  # runs.start builds the settings, so a bad --set stops before work
         if not self.outputs or not all(

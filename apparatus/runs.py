@@ -1,11 +1,11 @@
 """One run of a script: settings, seed, where outputs go, figures and results files.
 
-Settings. Each part has a frozen dataclass of settings, one short comment per field, and class
-attributes ``QUICK`` (a dict) with the values of a ``--quick`` run and ``LIMITS`` (a dict) with
-the range of each number (``{"hidden_units": ">= 1"}``). ``Run.settings(Part7)`` gives the
-effective settings: defaults, then ``QUICK`` when ``--quick``, then each ``--set name=value``
-whose name is a field (values are Python literals: ``600``, ``1e-3``, ``(300,600)``, ``True``),
-checked against ``LIMITS``.
+Settings. Each part has a frozen dataclass of settings, one short comment per field; a field
+that has a range says so where it is defined (``hidden_units: int = setting(300, ge=1)``),
+and the class attribute ``QUICK`` (a dict) holds the values of a ``--quick`` run.
+``Run.settings(Part7)`` gives the effective settings: defaults, then ``QUICK`` when ``--quick``,
+then each ``--set name=value`` whose name is a field (values are Python literals: ``600``,
+``1e-3``, ``(300,600)``, ``True``), checked against the fields' limits.
 
 Outputs. The full run of the default settings writes ``images/`` and ``results/`` of the project.
 Any other run (``--quick``, ``--set``, another seed or actor set) is a trial and writes under
@@ -19,7 +19,6 @@ import argparse
 import ast
 import dataclasses
 import json
-import operator
 import os
 import re
 import subprocess
@@ -115,32 +114,60 @@ def make_settings(cls, quick: bool = False, overrides: dict | None = None, part:
     return settings
 
 
-COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """The values one setting admits: a range (``ge``/``gt`` its lower end, ``lt``/``le`` its
+    upper, as in pydantic) or ``choices``. For a tuple of values: each, and at least one; None
+    (``patience: int | None``) always passes."""
+    ge: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    choices: tuple = ()
+
+    def admits(self, value) -> bool:
+        values = value if isinstance(value, tuple) else (value,)
+        if self.choices:
+            return all(v in self.choices for v in values)
+        return bool(values) and all(v is None or (
+            isinstance(v, (int, float)) and not isinstance(v, bool)
+            and (self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
+            and (self.lt is None or v < self.lt) and (self.le is None or v <= self.le))
+            for v in values)
+
+    def __str__(self) -> str:  # ">= 0 and < 1", "adam | sgd"
+        if self.choices:
+            return " | ".join(map(str, self.choices))
+        return " and ".join(f"{op} {bound:g}" for op, bound in (
+            (">=", self.ge), (">", self.gt), ("<", self.lt), ("<=", self.le)) if bound is not None)
+
+
+def setting(default, **limit):
+    """A settings field with its range beside it: ``momentum: float = setting(0.9, ge=0, lt=1)``,
+    ``optimizer: str = setting("adam", choices=("adam", "sgd"))`` (see Limit)."""
+    return dataclasses.field(default=default, metadata={"limit": Limit(**limit)})
+
+
+def limit_of(cls, name: str) -> Limit | None:
+    """The limit of field ``name``: a subclass that only changes the default keeps its base's."""
+    for klass in type(cls).__mro__ if not isinstance(cls, type) else cls.__mro__:
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and "limit" in f.metadata:
+            return f.metadata["limit"]
+    return None
 
 
 def check_limits(settings, prefix: str = "") -> None:
-    """The values that the class's ``LIMITS`` names, before any work. A rule is a range,
-    ``">= 1"``, ``"> 0"`` or ``">= 0 and < 1"`` (for a tuple: each element, and at least one;
-    None passes), or a tuple of the allowed values. Nested settings are checked too."""
-    for name, rule in getattr(settings, "LIMITS", {}).items():
-        value = getattr(settings, name)
-        values = value if isinstance(value, tuple) else (value,)
-        if isinstance(rule, tuple):
-            ok, wanted = all(v in rule for v in values), "one of " + ", ".join(map(str, rule))
-        else:
-            tests = [(COMPARISONS[op], float(bound))
-                     for op, bound in (part.split() for part in rule.split(" and "))]
-            ok = bool(values) and all(v is None or (
-                isinstance(v, (int, float)) and not isinstance(v, bool)
-                and all(compare(v, bound) for compare, bound in tests)) for v in values)
-            wanted = (f"one or more numbers, each {rule}" if isinstance(value, tuple)
-                      else f"a number {rule}")
-        if not ok:
-            raise UserError(f"--set {prefix}{name}={value!r}: give {wanted}")
+    """Each field's value against its limit, before any work; nested settings too."""
     for f in dataclasses.fields(settings):
-        nested = getattr(settings, f.name)
-        if dataclasses.is_dataclass(nested):
-            check_limits(nested, f"{prefix}{f.name}.")
+        value, limit = getattr(settings, f.name), limit_of(settings, f.name)
+        if dataclasses.is_dataclass(value):
+            check_limits(value, f"{prefix}{f.name}.")
+        elif limit is not None and not limit.admits(value):
+            wanted = (f"one of {', '.join(map(str, limit.choices))}" if limit.choices else
+                      f"one or more numbers, each {limit}" if isinstance(value, tuple) else
+                      f"a number {limit}")
+            raise UserError(f"--set {prefix}{f.name}={value!r}: give {wanted}")
 
 
 # ======================================================================================
@@ -272,7 +299,6 @@ def seed_tensorflow(seed: int) -> None:
 
 def describe(settings, prefix: str = ""):
     """``name=default [range]`` of each setting, nested ones as ``group.name``."""
-    limits = getattr(settings, "LIMITS", {})
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if f.name in getattr(settings, "SWEPT", {}):
@@ -280,8 +306,7 @@ def describe(settings, prefix: str = ""):
         if dataclasses.is_dataclass(value):
             yield from describe(value, f"{prefix}{f.name}.")
             continue
-        rule = limits.get(f.name)
-        rule = " | ".join(map(str, rule)) if isinstance(rule, tuple) else rule
+        rule = limit_of(settings, f.name)
         yield f"{prefix}{f.name}={value!r}" + (f" [{rule}]" if rule else "")
 
 

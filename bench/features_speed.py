@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project: app
 import numpy as np  # noqa: E402
 
 from apparatus import inputs, runs  # noqa: E402
+from apparatus.runs import setting  # noqa: E402
 
 ALEXNET_LAYER = "conv4"  # the AlexNet layer deepfaces.py offers
 PART10_RESULT = Path(__file__).resolve().parents[1] / "results" / "deepfaces_part10.json"
@@ -53,13 +54,11 @@ MOBILENET_WEIGHTS = "mobilenet_1_0_224_imagenet.weights.h5"
 
 @dataclass(frozen=True)
 class Bench:
-    batch: int = 32           # deepfaces.py extracts in batches of about this size
-    timed_batches: int = 6    # after one untimed warm-up batch (tracing, memory allocation)
-    matmul_side: int = 2048   # 17 GFLOP per product: long enough to reach the peak, short to run
-    matmul_repeats: int = 5   # the peak is the best of these
+    batch: int = setting(32, ge=1)  # deepfaces.py extracts in batches of about this size
+    timed_batches: int = setting(6, ge=1)  # after one untimed warm-up batch (tracing)
+    matmul_side: int = setting(2048, ge=1)  # 17 GFLOP a product: reaches the peak, runs short
+    matmul_repeats: int = setting(5, ge=1)  # the peak is the best of these
     QUICK: ClassVar[dict] = dict(batch=4, timed_batches=1, matmul_side=512, matmul_repeats=2)
-    LIMITS: ClassVar[dict] = {"batch": ">= 1", "timed_batches": ">= 1", "matmul_side": ">= 1",
-                              "matmul_repeats": ">= 1"}
 
 
 def best_gflops(step, flop: float, repeats: int) -> float:

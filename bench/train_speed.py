@@ -30,21 +30,19 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info  # noqa: E402  (installed with scikit-learn)
 
 import digits  # noqa: E402  (NumPy and matplotlib only)
-from apparatus import runs  # noqa: E402  (before TensorFlow: it quietens its C++ log)
+from apparatus import runs  # noqa: E402
+from apparatus.runs import setting  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Bench:
-    epochs: int = 20             # MLPClassifier and Keras reach about 98% by then
-    batch_size: int = 100        # the handout's mini-batch size
-    learning_rate: float = 0.05  # Part 4's step, held constant: scikit-learn has no cosine decay
-    momentum: float = 0.9        # plain (heavy-ball) momentum in all three
-    train_images: int = 60000    # all of MNIST's training images
-    test_images: int = 10000     # all of its test images
+    epochs: int = setting(20, ge=1)  # MLPClassifier and Keras reach about 98% by then
+    batch_size: int = setting(100, ge=1)  # the handout's mini-batch size
+    learning_rate: float = setting(0.05, gt=0)  # Part 4's, constant: scikit-learn has no cosine
+    momentum: float = setting(0.9, ge=0, lt=1)  # plain (heavy-ball) momentum in all three
+    train_images: int = setting(60000, ge=1)  # all of MNIST's training images
+    test_images: int = setting(10000, ge=1)  # all of its test images
     QUICK: ClassVar[dict] = {"epochs": 1, "train_images": 3000, "test_images": 1000}
-    LIMITS: ClassVar[dict] = {"epochs": ">= 1", "batch_size": ">= 1", "learning_rate": "> 0",
-                              "momentum": ">= 0 and < 1", "train_images": ">= 1",
-                              "test_images": ">= 1"}
 
 
 ARMS = ("numpy", "keras", "sklearn")

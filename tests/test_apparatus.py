@@ -17,6 +17,7 @@ import pytest
 
 from apparatus import facedata, inputs, runs
 from apparatus.inputs import InputFormatError, MissingInputError, UserError
+from apparatus.runs import setting
 
 
 @pytest.fixture
@@ -160,14 +161,12 @@ def test_settings_take_the_quick_preset_then_overrides():
 
 @dataclass(frozen=True)
 class Limited:
-    units: tuple = (8, 16)
-    rate: float = 0.1
-    momentum: float = 0.9
-    patience: int | None = 8
-    optimizer: str = "adam"
+    units: tuple = setting((8, 16), ge=1)
+    rate: float = setting(0.1, gt=0)
+    momentum: float = setting(0.9, ge=0, lt=1)
+    patience: int | None = setting(8, ge=1)
+    optimizer: str = setting("adam", choices=("adam", "sgd"))
     flag: bool = True
-    LIMITS: ClassVar[dict] = {"units": ">= 1", "rate": "> 0", "momentum": ">= 0 and < 1",
-                              "patience": ">= 1", "optimizer": ("adam", "sgd")}
 
 
 @dataclass(frozen=True)
