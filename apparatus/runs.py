@@ -255,6 +255,15 @@ class Run:
         return path
 
 
+def read_results_like(run: Run, script: str, part: str | None, **same) -> dict | None:
+    """Another part's record in this run's folder if it was made with this run's seed and
+    ``--quick`` and records the same ``same`` values (``actors=[...]``); else None."""
+    record = read_results(script, part, run.out)
+    if record is None or (record.get("seed"), record.get("quick")) != (run.seed, run.quick):
+        return None
+    return record if all(record.get(k) == jsonable(v) for k, v in same.items()) else None
+
+
 def results_path(script: str, part: str | None, out: Path | str = PROJECT_DIR) -> Path:
     """results/digits_part4.json, results/get_all_imgs.json, results/bench_train_speed.json."""
     stem = "_".join(Path(script).with_suffix("").parts)
@@ -336,28 +345,62 @@ def parser(doc: str, parts: dict, settings: dict | None = None) -> argparse.Argu
     return p
 
 
-def start(script: str, args, parts: dict, tags: tuple = ()) -> tuple[Run, list[str]]:
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One row of a script's table of parts (see :func:`run_parts`)."""
+    work: object                     # work(run, settings, *context) -> {"metrics", "figures", ...}
+    settings: type | None = None     # its settings dataclass
+    check: object = None             # check(settings, run, *context): UserError if the data cannot
+    #                                  serve a value (n_val of 60,000 images), before any part runs
+
+
+def settings_class(entry):
+    return entry.settings if isinstance(entry, Part) else entry
+
+
+def start(script: str, args, parts: dict, tags: tuple = (), context: tuple = ()
+          ) -> tuple[Run, list[str]]:
     """Check the parsed options before any work; return the Run and the parts to run.
 
-    ``parts`` maps each part name to its settings dataclass (or None): every ``--set`` name must
-    be a field of one of the parts that will run.
+    ``parts`` maps each part name to a :class:`Part` (or just its settings dataclass, or None):
+    every ``--set`` name must be a field of one of the parts that will run, and every part's
+    settings are made and checked (types, ranges, the part's ``check`` with ``context``) now.
     """
     names = list(parts) if getattr(args, "part", "all") == "all" else [args.part]
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: use a seed of 0 or more")
     overrides = parse_overrides(args.set)
-    fields = set().union(*(setting_names(parts[n]) for n in names if parts.get(n)))
+    classes = {n: settings_class(parts[n]) for n in names if settings_class(parts.get(n))}
+    fields = set().union(*(setting_names(cls) for cls in classes.values()))
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise UserError(f"--set {', '.join(unknown)}: no such setting in {', '.join(names)}. "
                         f"Settings: {', '.join(sorted(fields)) or 'none'}")
-    for name in names:  # a bad type is reported now, not after an hour of earlier parts
-        if parts.get(name):
-            make_settings(parts[name], args.quick, overrides, name)
     run = Run(script, args.seed, args.quick, overrides, tags, args.out,
               command=" ".join(["python", script] + sys.argv[1:]))
+    for name, cls in classes.items():  # a bad value stops now, not after earlier parts ran
+        settings = make_settings(cls, args.quick, overrides, name)
+        if getattr(parts[name], "check", None):
+            parts[name].check(settings, run, *context)
     check_writable(run.out)
     return run, names
+
+
+def run_parts(run: Run, parts: dict, names: list[str], *context) -> dict:
+    """Each part in turn: its settings (overrides printed), its work, and its results record
+    with the time it took, all here; the metrics of each part by name."""
+    done = {}
+    for name in names:
+        print(f"===== {run.script} {name} (seed {run.seed}{', quick' if run.quick else ''}) =====")
+        part = parts[name]
+        settings = run.settings(part.settings) if part.settings else None
+        clock = time.perf_counter()
+        out = dict(part.work(run, settings, *context))
+        run.record(name, out.pop("settings", settings), out["metrics"], out.pop("figures", []),
+                   time.perf_counter() - clock, out.pop("timings", None),
+                   **{k: v for k, v in out.items() if k != "metrics"})
+        done[name] = out["metrics"]
+    return done
 
 
 def check_writable(folder: Path) -> None:
