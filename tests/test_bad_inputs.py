@@ -1,4 +1,4 @@
-"""Bad inputs and faults: one test per class of fault, named test_<class>_<what it proves>.
+"""Bad inputs and faults: a section per class of fault, each test named for what it proves.
 
 The standard: a user error is one message that names the file or option and says what to do,
 exit code 2, never a traceback; nothing already computed or downloaded is lost; every input is
@@ -7,14 +7,14 @@ from a server on 127.0.0.1 that the test starts and stops (conftest.py's ``serve
 
 Parts of some classes are tested beside the code they concern (``test_elsewhere`` below checks
 that those tests still exist):
-  3  the run's --timeout budget: test_get_all_imgs.py::test_run_budget_fails_the_rest_at_once
-  4  atomic_path when the code inside fails: test_apparatus.py::
+- the run's --timeout budget: test_get_all_imgs.py::test_run_budget_fails_the_rest_at_once
+- atomic_path when the code inside fails: test_apparatus.py::
      test_atomic_write_keeps_the_old_file_when_writing_fails
-  6  MobileNet weights absent or corrupt: test_deepfaces.py::
+- MobileNet weights absent or corrupt: test_deepfaces.py::
      test_missing_or_damaged_mobilenet_weights_say_what_to_do
-  8  a feature cache with NaN, a wrong shape or other pixels is made again: test_deepfaces.py::
+- a feature cache with NaN, a wrong shape or other pixels is made again: test_deepfaces.py::
      test_a_stale_or_invalid_cache_is_made_again
-  10 a bad original in data/uncropped does not hide a verified one further along DEEPNN_DATA:
+- a bad original in data/uncropped does not hide a verified one further along DEEPNN_DATA:
      test_get_all_imgs.py::test_verified_copy_further_along_wins
 """
 import ast
@@ -67,9 +67,9 @@ def faces_npz(path: Path, change=None, n=6) -> Path:
     return inputs.save_npz(path, **arrays)
 
 
-# ---- 1. No network and no cache ------------------------------------------------------------
+# ---- No network and no cache ---------------------------------------------------------------
 
-def test_1_no_network_and_no_cache_keeps_the_dataset(project, tmp_path, capsys):
+def test_no_network_and_no_cache_keeps_the_dataset(project, tmp_path, capsys):
     """Every download refused and nothing cached: exit 2 with a message, the datasets there
     untouched. (Offline, and a smaller build: test_get_all_imgs.py::
     test_smaller_or_empty_dataset_is_refused.)"""
@@ -87,9 +87,9 @@ def test_1_no_network_and_no_cache_keeps_the_dataset(project, tmp_path, capsys):
     assert [digest(p) for p in paths] == before and not (tmp_path / "out").exists()
 
 
-# ---- 2. Another actor set never takes the default names ------------------------------------
+# ---- Another actor set never takes the default names ---------------------------------------
 
-def test_2_another_actor_set_never_takes_the_default_names(project, tmp_path, monkeypatch):
+def test_another_actor_set_never_takes_the_default_names(project, tmp_path, monkeypatch):
     project([line("Ann Alpha", 1, "http://h/a.png", sha(PNG))],
             [line("Bob Beta", 2, "http://h/b.png", sha(PNG))])
     for name in ("alpha_1.png", "beta_2.png"):
@@ -108,9 +108,9 @@ def test_2_another_actor_set_never_takes_the_default_names(project, tmp_path, mo
     assert facedata.split_path(TWO, 0, tmp_path).name == "faces_alpha-beta_split_seed0.json"
 
 
-# ---- 3. Downloads: a deadline per file, a bounded run, Ctrl-C ------------------------------
+# ---- Downloads: a deadline per file, a bounded run, Ctrl-C ---------------------------------
 
-def test_3_a_dead_or_trickling_network_ends_the_run_in_seconds(server, project, tmp_path):
+def test_a_dead_or_trickling_network_ends_the_run_in_seconds(server, project, tmp_path):
     server["/slow.png"] = (200, PNG, 0.2)  # a byte every 0.2 s: 15 minutes for the file
     url = dead_url()
     project([line("Ann Alpha", i, server["base"] + "/slow.png", sha(PNG)) for i in (1, 2)],
@@ -145,7 +145,7 @@ def start_downloading(server, project, tmp_path) -> subprocess.Popen:
     return proc
 
 
-def test_3_ctrl_c_during_downloads_ends_within_2_s_with_exit_130(server, project, tmp_path):
+def test_ctrl_c_during_downloads_ends_within_2_s_with_exit_130(server, project, tmp_path):
     proc = start_downloading(server, project, tmp_path)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -157,9 +157,9 @@ def test_3_ctrl_c_during_downloads_ends_within_2_s_with_exit_130(server, project
     assert "Traceback" not in err and "interrupted" in err
 
 
-# ---- 4. Outputs are written atomically -----------------------------------------------------
+# ---- Outputs are written atomically --------------------------------------------------------
 
-def test_4_a_write_that_fails_keeps_the_old_file(tmp_path, monkeypatch):
+def test_a_write_that_fails_keeps_the_old_file(tmp_path, monkeypatch):
     target = inputs.write_text(tmp_path / "results.json", "old")
 
     def disk_full(self, text, **kwargs):  # half written, then the disk is full
@@ -196,9 +196,9 @@ def unguarded_writes(path: Path) -> list[str]:
     return found
 
 
-# ---- 5. A trial never writes over the committed results ------------------------------------
+# ---- A trial never writes over the committed results ---------------------------------------
 
-def test_5_a_trial_never_writes_over_the_committed_results(fake_inputs, tmp_path, monkeypatch):
+def test_a_trial_never_writes_over_the_committed_results(fake_inputs, tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")
     committed = [PROJECT / "results" / "digits_part1.json",
                  PROJECT / "images" / "digits_part1_samples.png"]
@@ -210,9 +210,9 @@ def test_5_a_trial_never_writes_over_the_committed_results(fake_inputs, tmp_path
     assert [digest(p) for p in committed] == before
 
 
-# ---- 7. Fixed inputs are checked by sha256 --------------------------------------------------
+# ---- Fixed inputs are checked by sha256 ----------------------------------------------------
 
-def test_7_a_truncated_input_is_refused_and_does_not_hide_a_good_one(project, tmp_path,
+def test_a_truncated_input_is_refused_and_does_not_hide_a_good_one(project, tmp_path,
                                                                      monkeypatch):
     project([line("Ann Alpha", 1, "http://h/a.png", sha(PNG))])  # registers the list's sha256
     data, shared = tmp_path / "data", tmp_path / "shared"
@@ -228,7 +228,7 @@ def test_7_a_truncated_input_is_refused_and_does_not_hide_a_good_one(project, tm
     assert inputs.find_input(listed.name, download=False) == shared / listed.name
 
 
-# ---- 8. Arrays are checked before use -------------------------------------------------------
+# ---- Arrays are checked before use ---------------------------------------------------------
 
 def mnist_value(value):
     def change(mat):
@@ -260,13 +260,13 @@ def snapshot_nan(path):
     ("faces.npz", faces_change(lambda a: a.update(actors=a["actors"][:1])), "labels outside 0..0"),
 ], ids=["mnist-nan", "mnist-fraction", "mnist-256", "snapshot-nan", "faces-label-range",
         "faces-lengths", "faces-duplicate-ids", "faces-too-few-names"])
-def test_8_arrays_are_checked_before_use(tmp_path, name, load, words):
+def test_arrays_are_checked_before_use(tmp_path, name, load, words):
     with pytest.raises(InputFormatError, match=words) as err:
         load(tmp_path / name)
     assert str(tmp_path / name) in str(err.value)  # the message names the file
 
 
-# ---- 9. The restricted loaders refuse a pickle of nested shared lists at once -------------
+# ---- The restricted loaders refuse a pickle of nested shared lists at once -----------------
 
 def shared_nesting(depth: int = 30, kind=list):
     """[x, x] of [x, x] of ...: a few bytes pickled, 2**depth leaves unfolded."""
@@ -281,7 +281,7 @@ def run_with_timeout(code: str, timeout: float) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
-def test_9_nested_shared_lists_are_refused_in_well_under_a_second(tmp_path):
+def test_nested_shared_lists_are_refused_in_well_under_a_second(tmp_path):
     nested = shared_nesting()
     snapshot = tmp_path / "snapshot50.pkl"
     snapshot.write_bytes(pickle.dumps({k: nested for k in digits.SNAPSHOT_SHAPES}, protocol=2))
@@ -301,7 +301,7 @@ def test_9_nested_shared_lists_are_refused_in_well_under_a_second(tmp_path):
     assert done.returncode == 0 and len(times) == 2 and max(times) < 0.5, done.stdout + done.stderr
 
 
-def test_9_a_dict_key_of_nested_shared_tuples_is_refused_at_once(tmp_path):
+def test_a_dict_key_of_nested_shared_tuples_is_refused_at_once(tmp_path):
     # written by hand: building {key: 1} here would hash the key, which is what takes hours
     body = pickle.dumps(shared_nesting(40, tuple), protocol=2)[2:-1]
     (tmp_path / "key.pkl").write_bytes(b"\x80\x02}" + body + b"K\x01s.")  # {key: 1}
@@ -310,7 +310,7 @@ def test_9_a_dict_key_of_nested_shared_tuples_is_refused_at_once(tmp_path):
     assert run_with_timeout(code, 3).returncode == 0
 
 
-# ---- 11. Command-line values are checked before any work -----------------------------------
+# ---- Command-line values are checked before any work ---------------------------------------
 
 @pytest.mark.parametrize("script, argv, words", [
     (digits, ["part1", "--seed", "-1"], "--seed -1"),
@@ -332,7 +332,7 @@ def test_9_a_dict_key_of_nested_shared_tuples_is_refused_at_once(tmp_path):
         "unknown-actor", "bad-set-value", "set-below-its-range", "set-nested-below-its-range",
         "set-not-a-choice", "set-against-another-setting", "set-of-bad-shape",
         "set-of-bad-shape-inherited", "set-empty-names", "set-a-group-whole"])
-def test_11_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, script, argv, words):
+def test_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, script, argv, words):
     project([line("Ann Alpha", 1, "http://h/a.png", sha(PNG))])
     (tmp_path / "afile").write_text("")
     argv = [a.replace("{file}", str(tmp_path / "afile")) for a in argv]
@@ -344,7 +344,7 @@ def test_11_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, scrip
     assert re.search(words, err) and not (tmp_path / "out").exists()
 
 
-def test_11_every_setting_has_a_range_and_every_preset_is_within_it():
+def test_every_setting_has_a_range_and_every_preset_is_within_it():
     """A number field without a limit lets -5 hidden units through to a traceback (or an abort
     inside TensorFlow); the defaults and the --quick presets must pass their own limits."""
     benches = [load_bench(name).Bench for name in ("train_speed", "features_speed")]
@@ -367,7 +367,7 @@ def load_bench(name: str):
     return module
 
 
-def test_11_report_with_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
+def test_report_with_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys):
     import report
     (tmp_path / "afile").write_text("")
     with pytest.raises(SystemExit) as stop:
@@ -376,7 +376,7 @@ def test_11_report_with_an_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, c
     assert stop.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
 
 
-def test_11_a_truncated_alexnet_npy_is_one_line_and_exit_2_in_a_real_process(tmp_path):
+def test_a_truncated_alexnet_npy_is_one_line_and_exit_2_in_a_real_process(tmp_path):
     np.save(tmp_path / "whole.npy", np.arange(1000.0))
     (tmp_path / myalexnet.WEIGHTS_FILE).write_bytes((tmp_path / "whole.npy").read_bytes()[:600])
     (tmp_path / "photo.jpg").write_bytes(PNG)  # a readable picture: the weights are the fault
@@ -390,9 +390,9 @@ def test_11_a_truncated_alexnet_npy_is_one_line_and_exit_2_in_a_real_process(tmp
     assert re.fullmatch(r"error: \S+bvlc_alexnet.npy: truncated .*fresh copy\.\n", done.stderr)
 
 
-# ---- 12. A run killed mid-download leaves .part files; the next run removes them ----------
+# ---- A run killed mid-download leaves .part files; the next run removes them ---------------
 
-def test_12_stale_part_files_of_a_killed_run_are_removed_by_the_next(server, project, tmp_path):
+def test_stale_part_files_of_a_killed_run_are_removed_by_the_next(server, project, tmp_path):
     proc = start_downloading(server, project, tmp_path)
     proc.kill()  # SIGKILL: nothing of the run's own clean-up runs
     proc.communicate(timeout=10)
@@ -403,7 +403,7 @@ def test_12_stale_part_files_of_a_killed_run_are_removed_by_the_next(server, pro
     assert list(cache.iterdir()) == []
 
 
-# ---- 13. Keras's mnist.npz is a second source of MNIST --------------------------------------
+# ---- Keras's mnist.npz is a second source of MNIST -----------------------------------------
 
 def keras_mnist(path: Path, x: dict, y: dict) -> Path:
     """mnist.npz as Keras ships it: x_train (N, 28, 28) uint8, y_train (N,) uint8, x_test, y_test"""
@@ -422,7 +422,7 @@ def interleaved(x, y, rng):
     return out, shuffled
 
 
-def test_13_keras_mnist_npz_serves_when_mnist_all_mat_is_absent(tmp_path, monkeypatch):
+def test_keras_mnist_npz_serves_when_mnist_all_mat_is_absent(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     x = {s: rng.integers(0, 256, (n, 784), dtype=np.uint8) for s, n in (("train", 30),
                                                                          ("test", 10))}
@@ -447,7 +447,7 @@ def test_13_keras_mnist_npz_serves_when_mnist_all_mat_is_absent(tmp_path, monkey
         digits.load_mnist(tmp_path / "float.npz")
 
 
-def test_13_real_mnist_npz_round_trips(real_data, tmp_path):
+def test_real_mnist_npz_round_trips(real_data, tmp_path):
     data = digits.load_mnist(real_data("mnist_all.mat"))
     rng, x, y = np.random.default_rng(1), {}, {}
     for s in ("train", "test"):
