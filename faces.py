@@ -1,14 +1,12 @@
 """Parts 7-9 of CSC411 (Winter 2017) Project 2: a one-hidden-layer tanh network on faces.
 
-What it reproduces
-------------------
-* Part 7 -- the network ``60x60 pixels -> H tanh units -> softmax over the actors``, trained in
-  TensorFlow with mini-batches on the grayscale faces of six actors; H chosen on validation over
-  a sweep holding the report's 300, 600 and 900; learning curves of training, validation and test;
-  the chosen network's test accuracy, and its mean and spread over training seeds.
+* Part 7 -- ``60x60 pixels -> H tanh units -> softmax over the actors``, trained in TensorFlow
+  with mini-batches on the grayscale faces of six actors; H chosen on validation over a sweep
+  holding the report's 300, 600 and 900; learning curves; the test accuracy and its spread over
+  training seeds.
 * Part 8 -- a scenario that needs regularisation: five training photos per actor and 300 hidden
-  units initialised 3x too large. L2 weight decay swept on a log grid, lambda chosen on
-  validation, and its test-set gain over lambda = 0, averaged over seeds.
+  units initialised 3x too large; L2 weight decay swept on a log grid, chosen on validation, and
+  its test-set gain over lambda = 0, averaged over seeds.
 * Part 9 -- for two actors, the hidden units that contribute most to that actor's output, drawn
   as 60x60 weight images beside the actor's mean face.
 
@@ -16,17 +14,14 @@ The faces and their split come from ``apparatus.facedata``: per actor 30 test an
 photos, the rest for training, fixed by the seed; near-duplicate crops never straddle two splits.
 deepfaces.py (Parts 10-11) uses the same split, so the same test faces.
 
-Run
----
     python faces.py all                 # part7 | part8 | part9 | all;  --seed 0 --quick --out DIR
-    python faces.py part7 --set hidden_units=600          # any setting below, by name
-    python faces.py all --actors "Alec Baldwin,Bill Hader,Steve Carell"
+    python faces.py part7 --set hidden_sweep="(300,600)"     # any setting of --help, by name
+    python faces.py all --actors "Alec Baldwin,Bill Hader" --set actors="('Bill Hader',)"
 
-Needs the 60x60 gray dataset of the actor set (``python get_all_imgs.py``; a ``--quick`` run also
-takes the small datasets of ``python get_all_imgs.py --quick``).
-
-Conventions: rows are examples (X is N x D); labels are integers indexing the actors; W0 (D, H),
-b0 (H,), W1 (H, K), b1 (K,) as in the handout; accuracies are fractions in 0..1.
+Needs the 60x60 gray dataset of the actor set (``python get_all_imgs.py``; ``--quick`` takes the
+small datasets of ``python get_all_imgs.py --quick``). Conventions: rows are examples (X is N x D);
+labels are integers indexing the actors; W0 (D, H), b0 (H,), W1 (H, K), b1 (K,) as in the handout;
+accuracies are fractions in 0..1.
 """
 from __future__ import annotations
 
@@ -45,6 +40,161 @@ from apparatus.runs import setting
 tf = runs.import_tensorflow()  # quiet: its C++ libraries' loading notices
 
 SIZE = (60, 60)  # the handout's grayscale crops
+
+
+# ======================================================================================
+# The network: X -> h = tanh(X W0 + b0) -> o = h W1 + b1 -> softmax(o)
+# ======================================================================================
+
+def init_params(D: int, H: int, K: int, settings: TrainSettings, rng) -> dict:
+    """W0 (D, H), b0 (H,), W1 (H, K), b1 (K,): normal weights (NumPy draws, so the init does not
+    depend on TensorFlow's random streams), zero biases."""
+    def std(fan_in, fan_out):  # Glorot's sqrt(2 / (fan_in + fan_out)), or 1, times the scale
+        return settings.init_scale * (np.sqrt(2.0 / (fan_in + fan_out))
+                                      if settings.init == "glorot" else 1.0)
+    return {"W0": (rng.standard_normal((D, H)) * std(D, H)).astype(np.float32),
+            "b0": np.zeros(H, np.float32),
+            "W1": (rng.standard_normal((H, K)) * std(H, K)).astype(np.float32),
+            "b1": np.zeros(K, np.float32)}
+
+
+def hidden(params: dict, X):
+    """(N, D) -> (N, H): h = tanh(X W0 + b0)."""
+    return tf.tanh(tf.matmul(X, params["W0"]) + params["b0"])
+
+
+def logits(params: dict, X):
+    """(N, D) -> (N, K): o = h W1 + b1; softmax(o) are the actors' probabilities."""
+    return tf.matmul(hidden(params, X), params["W1"]) + params["b1"]
+
+
+def predict(params: dict, X) -> np.ndarray:
+    """(N, D) -> (N,) the most probable actor of each row."""
+    return tf.nn.softmax(logits(params, np.asarray(X, np.float32))).numpy().argmax(axis=1)
+
+
+def accuracy(params: dict, X, y) -> float:
+    return float(np.mean(predict(params, X) == y)) if len(y) else float("nan")
+
+
+# ======================================================================================
+# Training: mini-batch steps, an evaluation every eval_every steps, early stopping
+# ======================================================================================
+
+def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
+    """Mini-batch training on rows split["train"]; every ``eval_every`` steps an evaluation.
+
+    X (N, D) float32 preprocessed; y (N,) labels 0..K-1; split: row arrays "train", "val",
+    "test" (and "train_eval", the rows of the training accuracy; default "train"). Cost: mean
+    cross-entropy + l2 * (sum W0^2 + sum W1^2); the history's costs are the cross-entropy alone.
+    With early stopping the returned params are those of the evaluation with the best validation
+    accuracy (ties: lower validation cost). Returns (params as NumPy arrays, history).
+    """
+    runs.seed_tensorflow(seed)
+    rng = np.random.default_rng(seed)
+    X, y = np.asarray(X, np.float32), np.asarray(y, np.int64)
+    D, H, K = X.shape[1], settings.hidden_units, int(y.max()) + 1
+    net = Network.start(init_params(D, H, K, settings, rng), settings, seed)
+    data, l2 = (tf.constant(X), tf.constant(y)), tf.constant(settings.l2, tf.float32)
+    rows = {"train": split.get("train_eval", split["train"]), "val": split["val"],
+            "test": split["test"]}
+    eval_data = {k: (tf.constant(X[v]), tf.constant(y[v])) for k, v in rows.items() if len(v)}
+    history = {"best_iteration": None, "iteration": [], **{f"{name}_{what}": [] for name in (
+        "train", "val", "test") for what in ("accuracy", "cost")}}
+    best, best_params, since_best = (-1.0, np.inf), None, 0
+    batches = batch_order(np.asarray(split["train"]), settings.batch_size or len(split["train"]),
+                          rng)
+    for done in range(0, settings.iterations, settings.eval_every):  # steps, then an evaluation
+        it = min(done + settings.eval_every, settings.iterations)
+        net.train_steps(*data, tf.constant([next(batches) for _ in range(done, it)]), l2,
+                        settings.input_noise, settings.dropout)
+        history["iteration"].append(it)
+        for name in ("train", "val", "test"):
+            acc, cost = net.evaluate(*eval_data[name]) if name in eval_data else (np.nan, np.nan)
+            history[f"{name}_accuracy"].append(float(acc))
+            history[f"{name}_cost"].append(float(cost))
+        score = (history["val_accuracy"][-1], history["val_cost"][-1])
+        if score[0] > best[0] or (score[0] == best[0] and score[1] < best[1]):
+            best, since_best = score, 0
+            best_params = {k: v.numpy() for k, v in net.params.items()}
+            history["best_iteration"] = it
+        else:
+            since_best += 1
+        if settings.patience is not None and since_best >= settings.patience:
+            break
+    if settings.early_stopping and best_params is not None:
+        return best_params, history
+    history["best_iteration"] = history["iteration"][-1]
+    return {k: v.numpy() for k, v in net.params.items()}, history
+
+
+def batch_order(rows: np.ndarray, batch_size: int, rng):
+    """Batches of ``rows`` without replacement; a new shuffle when an epoch has too few left."""
+    order, cursor = rng.permutation(rows), 0
+    while True:
+        if cursor + batch_size > len(order):
+            order, cursor = rng.permutation(rows), 0
+        yield order[cursor:cursor + batch_size]
+        cursor += batch_size
+
+
+class Network:
+    """W0, b0, W1, b1 as tf.Variables, their optimizer and the compiled training steps."""
+
+    def __init__(self, D: int, H: int, K: int, optimizer):
+        shapes = {"W0": (D, H), "b0": (H,), "W1": (H, K), "b1": (K,)}
+        self.params = {k: tf.Variable(tf.zeros(shape), name=k) for k, shape in shapes.items()}
+        self.variables, self.optimizer = list(self.params.values()), optimizer
+        optimizer.build(self.variables)  # its state (Adam's m and v) exists before any tracing
+        self.fresh = [v.numpy() for v in optimizer.variables]  # step 0, zero m and v
+        self.rng = tf.random.Generator.from_seed(0)  # input noise and dropout
+
+    @staticmethod
+    def start(params: dict, settings: TrainSettings, seed: int) -> Network:
+        """A network holding ``params``, its optimizer at step 0, its noise drawn from ``seed``.
+        Tracing the steps is slow, so one Network per shape and optimizer serves a whole run."""
+        (D, H), K = params["W0"].shape, params["W1"].shape[1]
+        net = compiled(D, H, K, settings.optimizer, settings.learning_rate, settings.momentum)
+        for k, value in params.items():
+            net.params[k].assign(value)
+        net.optimizer.set_weights(net.fresh)
+        net.rng.reset_from_seed(seed)
+        return net
+
+    @tf.function  # AutoGraph makes the loop over tf.range a graph loop: no Python between steps
+    def train_steps(self, X, y, batches, l2, noise=0.0, dropout=0.0):
+        """One update per row of batches (k, B), row indices into X (N, D) and y (N,)."""
+        for i in tf.range(tf.shape(batches)[0]):
+            self.train_step(tf.gather(X, batches[i]), tf.gather(y, batches[i]), l2, noise, dropout)
+
+    def train_step(self, xb, yb, l2, noise, dropout):
+        if noise > 0:  # Python constants: decided once, when the step is traced
+            xb = xb + noise * self.rng.normal(tf.shape(xb))
+        with tf.GradientTape() as tape:  # forward, recorded ...
+            h = hidden(self.params, xb)
+            if dropout > 0:  # drop each unit with probability `dropout`, scale up the others
+                h = h * tf.cast(self.rng.uniform(tf.shape(h)) >= dropout, h.dtype) / (1 - dropout)
+            W0, W1, b1 = (self.params[k] for k in ("W0", "W1", "b1"))
+            o = tf.matmul(h, W1) + b1
+            cross_entropy = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=o))
+            cost = cross_entropy + l2 * (tf.reduce_sum(W0 * W0) + tf.reduce_sum(W1 * W1))
+        # ... and backward: dC/dW0, dC/db0, dC/dW1, dC/db1 by reverse-mode autodiff
+        self.optimizer.apply_gradients(zip(tape.gradient(cost, self.variables), self.variables))
+
+    def evaluate(self, X, y):  # eager: a compiled graph fuses ops, which moves the costs' last bits
+        """Accuracy and mean cross-entropy of all rows of X (N, D) with labels y (N,)."""
+        o = logits(self.params, X)
+        cost = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=o))
+        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(o, 1), y), tf.float32)), cost
+
+
+@functools.cache  # one Network per shape and optimizer in a process
+def compiled(D: int, H: int, K: int, optimizer: str, learning_rate: float, momentum: float):
+    if optimizer == "adam":
+        return Network(D, H, K, tf.keras.optimizers.Adam(learning_rate=learning_rate))
+    # v = momentum * v - lr * dC/dW;  W += v
+    return Network(D, H, K, tf.keras.optimizers.SGD(learning_rate, momentum=momentum))
 
 
 # ======================================================================================
@@ -183,156 +333,6 @@ def augmented_features(images, labels, split: dict, flip: bool, shifts=()):
     return standardise_columns(X, out["train"]), y, out
 
 
-# ======================================================================================
-# The network: X -> tanh(X W0 + b0) W1 + b1 -> softmax, and its training loop
-# ======================================================================================
-
-def init_params(D: int, H: int, K: int, settings: TrainSettings, rng) -> dict:
-    """W0 (D, H), b0 (H,), W1 (H, K), b1 (K,): normal weights (NumPy draws, so the init does not
-    depend on TensorFlow's random streams), zero biases."""
-    if settings.init not in ("glorot", "normal"):
-        raise UserError(f"init {settings.init!r}: use 'glorot' or 'normal'")
-
-    def std(fan_in, fan_out):  # Glorot's sqrt(2 / (fan_in + fan_out)), or 1, times the scale
-        return settings.init_scale * (np.sqrt(2.0 / (fan_in + fan_out))
-                                      if settings.init == "glorot" else 1.0)
-    return {"W0": (rng.standard_normal((D, H)) * std(D, H)).astype(np.float32),
-            "b0": np.zeros(H, np.float32),
-            "W1": (rng.standard_normal((H, K)) * std(H, K)).astype(np.float32),
-            "b1": np.zeros(K, np.float32)}
-
-
-def hidden(params: dict, X):
-    """(N, D) -> (N, H): h = tanh(X W0 + b0)."""
-    return tf.tanh(tf.matmul(X, params["W0"]) + params["b0"])
-
-
-def logits(params: dict, X):
-    """(N, D) -> (N, K): o = h W1 + b1; softmax(o) are the actors' probabilities."""
-    return tf.matmul(hidden(params, X), params["W1"]) + params["b1"]
-
-
-def predict(params: dict, X) -> np.ndarray:
-    """(N, D) -> (N,) the most probable actor of each row."""
-    return tf.nn.softmax(logits(params, np.asarray(X, np.float32))).numpy().argmax(axis=1)
-
-
-def accuracy(params: dict, X, y) -> float:
-    return float(np.mean(predict(params, X) == y)) if len(y) else float("nan")
-
-
-class Network:
-    """W0, b0, W1, b1 of one shape as tf.Variables, their optimizer and compiled steps: shared by
-    all train_net calls of one shape and optimizer (:func:`network`), as tracing is slow."""
-
-    def __init__(self, D: int, H: int, K: int, optimizer):
-        shapes = {"W0": (D, H), "b0": (H,), "W1": (H, K), "b1": (K,)}
-        self.params = {k: tf.Variable(tf.zeros(shape), name=k) for k, shape in shapes.items()}
-        self.variables, self.optimizer = list(self.params.values()), optimizer
-        optimizer.build(self.variables)  # its state (Adam's m and v) exists before any tracing
-        self.fresh = [v.numpy() for v in optimizer.variables]  # step 0, zero m and v
-        self.rng = tf.random.Generator.from_seed(0)  # input noise and dropout
-
-    @tf.function  # AutoGraph makes the loop over tf.range a graph loop: no Python between steps
-    def train_steps(self, X, y, batches, l2, noise=0.0, dropout=0.0):
-        """One update per row of batches (k, B), row indices into X (N, D) and y (N,)."""
-        for i in tf.range(tf.shape(batches)[0]):
-            self.train_step(tf.gather(X, batches[i]), tf.gather(y, batches[i]), l2, noise, dropout)
-
-    def train_step(self, xb, yb, l2, noise, dropout):
-        if noise > 0:  # Python constants: decided once, when the step is traced
-            xb = xb + noise * self.rng.normal(tf.shape(xb))
-        with tf.GradientTape() as tape:  # forward, recorded ...
-            h = hidden(self.params, xb)
-            if dropout > 0:  # drop each unit with probability `dropout`, scale up the others
-                h = h * tf.cast(self.rng.uniform(tf.shape(h)) >= dropout, h.dtype) / (1 - dropout)
-            W0, W1, b1 = (self.params[k] for k in ("W0", "W1", "b1"))
-            o = tf.matmul(h, W1) + b1
-            cross_entropy = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=o))
-            cost = cross_entropy + l2 * (tf.reduce_sum(W0 * W0) + tf.reduce_sum(W1 * W1))
-        # ... and backward: dC/dW0, dC/db0, dC/dW1, dC/db1 by reverse-mode autodiff
-        self.optimizer.apply_gradients(zip(tape.gradient(cost, self.variables), self.variables))
-
-    def evaluate(self, X, y):  # eager: a compiled graph fuses ops, which moves the costs' last bits
-        """Accuracy and mean cross-entropy of all rows of X (N, D) with labels y (N,)."""
-        o = logits(self.params, X)
-        cost = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=o))
-        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(o, 1), y), tf.float32)), cost
-
-
-def batch_order(rows: np.ndarray, batch_size: int, rng):
-    """Batches of ``rows`` without replacement; a new shuffle when an epoch has too few left."""
-    order, cursor = rng.permutation(rows), 0
-    while True:
-        if cursor + batch_size > len(order):
-            order, cursor = rng.permutation(rows), 0
-        yield order[cursor:cursor + batch_size]
-        cursor += batch_size
-
-
-@functools.cache  # one per shape and optimizer in a process: see Network
-def network(D: int, H: int, K: int, optimizer: str, learning_rate: float, momentum: float):
-    if optimizer == "adam":
-        return Network(D, H, K, tf.keras.optimizers.Adam(learning_rate=learning_rate))
-    if optimizer == "sgd":  # v = momentum * v - lr * dC/dW;  W += v
-        return Network(D, H, K, tf.keras.optimizers.SGD(learning_rate, momentum=momentum))
-    raise UserError(f"optimizer {optimizer!r}: use 'adam' or 'sgd'")
-
-
-def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
-    """Mini-batch training on rows split["train"]; every ``eval_every`` steps an evaluation.
-
-    X (N, D) float32 preprocessed; y (N,) labels 0..K-1; split: row arrays "train", "val",
-    "test" (and "train_eval", the rows of the training accuracy; default "train"). Cost: mean
-    cross-entropy + l2 * (sum W0^2 + sum W1^2); the history's costs are the cross-entropy alone.
-    With early stopping the returned params are those of the evaluation with the best validation
-    accuracy (ties: lower validation cost). Returns (params as NumPy arrays, history).
-    """
-    runs.seed_tensorflow(seed)
-    rng = np.random.default_rng(seed)
-    X, y = np.asarray(X, np.float32), np.asarray(y, np.int64)
-    if X.ndim != 2 or len(X) != len(y):
-        raise ValueError(f"X must be (N, D) with one label per row; got X {X.shape}, y {y.shape}")
-    D, H, K = X.shape[1], settings.hidden_units, int(y.max()) + 1
-    net = network(D, H, K, settings.optimizer, settings.learning_rate, settings.momentum)
-    for k, value in init_params(D, H, K, settings, rng).items():  # this run's initial weights
-        net.params[k].assign(value)
-    net.optimizer.set_weights(net.fresh)  # the optimizer back at step 0
-    net.rng.reset_from_seed(seed)  # noise and dropout drawn from this run's seed
-    data, l2 = (tf.constant(X), tf.constant(y)), tf.constant(settings.l2, tf.float32)
-    rows = {"train": split.get("train_eval", split["train"]), "val": split["val"],
-            "test": split["test"]}
-    eval_data = {k: (tf.constant(X[v]), tf.constant(y[v])) for k, v in rows.items() if len(v)}
-    history = {"best_iteration": None, "iteration": [], **{f"{name}_{what}": [] for name in (
-        "train", "val", "test") for what in ("accuracy", "cost")}}
-    best, best_params, since_best = (-1.0, np.inf), None, 0
-    batches = batch_order(np.asarray(split["train"]), settings.batch_size or len(split["train"]),
-                          rng)
-    for done in range(0, settings.iterations, settings.eval_every):  # steps, then an evaluation
-        it = min(done + settings.eval_every, settings.iterations)
-        net.train_steps(*data, tf.constant([next(batches) for _ in range(done, it)]), l2,
-                        settings.input_noise, settings.dropout)
-        history["iteration"].append(it)
-        for name in ("train", "val", "test"):
-            acc, cost = net.evaluate(*eval_data[name]) if name in eval_data else (np.nan, np.nan)
-            history[f"{name}_accuracy"].append(float(acc))
-            history[f"{name}_cost"].append(float(cost))
-        score = (history["val_accuracy"][-1], history["val_cost"][-1])
-        if score[0] > best[0] or (score[0] == best[0] and score[1] < best[1]):
-            best, since_best = score, 0
-            best_params = {k: v.numpy() for k, v in net.params.items()}
-            history["best_iteration"] = it
-        else:
-            since_best += 1
-        if settings.patience is not None and since_best >= settings.patience:
-            break
-    if settings.early_stopping and best_params is not None:
-        return best_params, history
-    history["best_iteration"] = history["iteration"][-1]
-    return {k: v.numpy() for k, v in net.params.items()}, history
-
-
 def plot_learning_curves(history: dict, title: str):
     """Accuracy and cost against iterations for training, validation and test, one figure."""
     import matplotlib.pyplot as plt
@@ -364,10 +364,8 @@ def load_faces_and_split(run: runs.Run, actors) -> tuple[dict, dict, dict]:
     return data, rows, record
 
 
-def part7(run: runs.Run, actors) -> dict:
+def part7(run: runs.Run, settings: Part7, actors) -> dict:
     """H chosen on validation; learning curves; the test accuracy over training seeds."""
-    clock = time.perf_counter()
-    settings = run.settings(Part7)
     data, split, record = load_faces_and_split(run, actors)
     X, y, split_aug = augmented_features(data["images"], data["labels"], split, settings.flip,
                                          settings.shifts)
@@ -377,10 +375,10 @@ def part7(run: runs.Run, actors) -> dict:
 
     nets = {}
     for H in sweep:
-        t = time.perf_counter()
+        clock = time.perf_counter()
         params, history = train_net(X, y, split_aug, train_settings(settings, hidden_units=H),
                                     run.seed)
-        nets[H] = {"params": params, "history": history, "seconds": time.perf_counter() - t,
+        nets[H] = {"params": params, "history": history, "seconds": time.perf_counter() - clock,
                    "val": accuracy(params, X[split["val"]], y[split["val"]]),
                    "train": accuracy(params, X[split["train"]], y[split["train"]])}
         print(f"  H = {H:4d}: validation {nets[H]['val']:.3f}  training {nets[H]['train']:.3f}  "
@@ -420,21 +418,18 @@ def part7(run: runs.Run, actors) -> dict:
                "best_iteration": best["history"]["best_iteration"], "n_seeds": settings.n_seeds,
                "test_accuracy_per_seed": seed_accs, "n_test": len(split["test"]),
                **{f"validation_accuracy_h{h}": nets[h]["val"] for h in sweep}}
-    timings = {f"train_h{h}_seconds": round(nets[h]["seconds"], 2) for h in sweep}
-    run.record("part7", settings, metrics, figures, time.perf_counter() - clock, timings,
-               actors=list(data["actors"]), split={k: len(v) for k, v in split.items()})
-    return metrics
+    return {"metrics": metrics, "figures": figures, "actors": list(data["actors"]),
+            "timings": {f"train_h{h}_seconds": round(nets[h]["seconds"], 2) for h in sweep},
+            "split": {k: len(v) for k, v in split.items()}}
 
 
-def part8(run: runs.Run, actors) -> dict:
+def part8(run: runs.Run, settings: Part8, actors) -> dict:
     """Few training photos, many units: lambda swept on a log grid, chosen on validation.
 
     30 photos span 30 of the 3600 input directions; the large random weights along the others
     get (almost) no gradient from the data, so without decay they stay and add noise to every
     new photo. Decay shrinks them towards zero: smoother functions of the pixels.
     """
-    clock = time.perf_counter()
-    settings = run.settings(Part8)
     data, split, _ = load_faces_and_split(run, actors)
     X, y, K = standardise_images(data["images"]), data["labels"], len(data["actors"])
     lambdas = settings.l2_sweep
@@ -489,9 +484,8 @@ def part8(run: runs.Run, actors) -> dict:
                "n_seeds": settings.n_seeds}
     per_lambda = {"validation_mean": mean_val.tolist(), "test_mean": test.mean(axis=0).tolist(),
                   "W0_norm_mean": weight_norm.mean(axis=0).tolist()}
-    run.record("part8", settings, metrics, figures, time.perf_counter() - clock,
-               n_train_per_actor=n_per, per_lambda=per_lambda)
-    return metrics
+    return {"metrics": metrics, "figures": figures, "n_train_per_actor": n_per,
+            "per_lambda": per_lambda}
 
 
 def unit_usefulness(H_act: np.ndarray, labels: np.ndarray, W1: np.ndarray, actor: int):
@@ -504,15 +498,10 @@ def unit_usefulness(H_act: np.ndarray, labels: np.ndarray, W1: np.ndarray, actor
     return W1[:, actor] * gap
 
 
-def part9(run: runs.Run, actors) -> dict:
+def part9(run: runs.Run, settings: Part9, actors) -> dict:
     """The hidden units most useful for two actors, as weight images beside the mean face."""
-    clock = time.perf_counter()
-    settings = run.settings(Part9)
     data, split, _ = load_faces_and_split(run, actors)
     names = [str(a) for a in data["actors"]]
-    unknown = [a for a in settings.actors if a not in names]
-    if unknown:
-        raise UserError(f"--set actors: {unknown} not in this dataset; it holds {names}")
     X, y, split_aug = augmented_features(data["images"], data["labels"], split, settings.flip)
     params, _ = train_net(X, y, split_aug, train_settings(settings), run.seed)
     W0, W1 = params["W0"], params["W1"]
@@ -554,24 +543,34 @@ def part9(run: runs.Run, actors) -> dict:
     figures = [run.figure(fig, "faces_part9_units")]
     metrics = {"test_accuracy": test_acc, "hidden_units": settings.hidden_units,
                **{f"units_{facedata.actors_tag([a])}": chosen_units[a] for a in settings.actors}}
-    run.record("part9", settings, metrics, figures, time.perf_counter() - clock)
-    return metrics
+    return {"metrics": metrics, "figures": figures}
+
+
+def check_part9(settings: Part9, run: runs.Run, actors) -> None:
+    """Part 9's actors must be of the actor set, checked before any part trains."""
+    unknown = [a for a in settings.actors if a not in actors]
+    if unknown:
+        raise UserError(f"--set actors: part9 draws {', '.join(unknown)}, not of the actor set "
+                        f"({', '.join(actors)}); e.g. --set actors=\"({actors[0]!r},)\"")
+
+
 
 
 # ======================================================================================
 # Command line
 # ======================================================================================
 
-PARTS = {"part7": Part7, "part8": Part8, "part9": Part9}
+PARTS = {"part7": runs.Part(part7, Part7), "part8": runs.Part(part8, Part8),
+         "part9": runs.Part(part9, Part9, check_part9)}
 
 
 def main(argv=None) -> dict:
-    p = runs.parser(__doc__, PARTS)
+    p = runs.parser(__doc__, {name: part.settings for name, part in PARTS.items()})
     facedata.add_actors_option(p)
     args = p.parse_args(argv)
-    run, names = runs.start("faces.py", args, PARTS, tags=facedata.actors_tags(args.actors))
-    steps = {"part7": part7, "part8": part8, "part9": part9}
-    return {name: steps[name](run, args.actors) for name in names}
+    run, names = runs.start("faces.py", args, PARTS, tags=facedata.actors_tags(args.actors),
+                            context=(args.actors,))
+    return runs.run_parts(run, PARTS, names, args.actors)
 
 
 if __name__ == "__main__":

@@ -378,8 +378,8 @@ def start(script: str, args, parts: dict, tags: tuple = (), context: tuple = ()
                         f"Settings: {', '.join(sorted(fields)) or 'none'}")
     run = Run(script, args.seed, args.quick, overrides, tags, args.out,
               command=" ".join(["python", script] + sys.argv[1:]))
-    for name, cls in classes.items():  # a bad value stops now, not after earlier parts ran
-        settings = make_settings(cls, args.quick, overrides, name)
+    made = {n: make_settings(cls, args.quick, overrides, n) for n, cls in classes.items()}
+    for name, settings in made.items():  # a bad value stops now, not after earlier parts ran
         if getattr(parts[name], "check", None):
             parts[name].check(settings, run, *context)
     check_writable(run.out)

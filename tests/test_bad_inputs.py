@@ -348,8 +348,9 @@ def test_every_setting_has_a_range_and_every_preset_is_within_it():
     """A number field without a limit lets -5 hidden units through to a traceback (or an abort
     inside TensorFlow); the defaults and the --quick presets must pass their own limits."""
     benches = [load_bench(name).Bench for name in ("train_speed", "features_speed")]
-    classes = [*digits.SETTINGS.values(), *faces.PARTS.values(), *deepfaces.PARTS.values(),
-               gai.Build, digits.SGDSettings, *benches]
+    classes = [runs.settings_class(p) for script in (digits, faces, deepfaces)
+               for p in getattr(script, "PARTS", getattr(script, "SETTINGS", {})).values()]
+    classes += [gai.Build, digits.SGDSettings, *benches]
     for cls in [c for c in classes if c is not None]:
         numbers = {f.name for f in dataclasses.fields(cls)
                    if f.type in ("int", "float", "int | None", int, float)}

@@ -130,7 +130,7 @@ def test_a_sweep_has_its_own_name_and_the_scalar_is_refused_where_a_part_sweeps_
     assert runs.Run("faces.py", quick=True).settings(faces.Part8).l2_sweep == (0.0, 1e-3, 1e-1)
     for name, part in (("hidden_units", "part7"), ("l2", "part8")):
         with pytest.raises(UserError, match=f"--set {name}: {part} sweeps"):
-            runs.make_settings(faces.PARTS[part], overrides={name: 1}, part=part)
+            runs.make_settings(faces.PARTS[part].settings, overrides={name: 1}, part=part)
 
 
 @pytest.mark.parametrize("script", ["digits", "faces", "deepfaces"])
@@ -140,8 +140,9 @@ def test_every_setting_name_shared_by_two_parts_means_one_thing_or_stops_at_once
     command before any part runs, naming the setting and the part."""
     import importlib
     module = importlib.import_module(script)
-    parts = {n: c for n, c in getattr(module, "PARTS", getattr(module, "SETTINGS", {})).items()
-             if c is not None}
+    parts = {n: runs.settings_class(c) for n, c in
+             getattr(module, "PARTS", getattr(module, "SETTINGS", {})).items()}
+    parts = {n: c for n, c in parts.items() if c is not None}
     names = {}
     for part, cls in parts.items():
         for name in runs.setting_names(cls):
