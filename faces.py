@@ -272,11 +272,6 @@ class Part9(TrainSettings):
     flip: bool = False  # keep left/right information in the weights we look at
     QUICK: ClassVar[dict] = dict(hidden_units=32, iterations=60, eval_every=10)
 
-    def __post_init__(self):  # names; whether the dataset holds them is checked on loading it
-        if not self.actors or not all(isinstance(a, str) for a in self.actors):
-            raise UserError(f"--set actors={self.actors!r}: give one or more actor names, e.g. "
-                            "\"actors=('Fran Drescher', 'Steve Carell')\"")
-
 
 def train_settings(settings, **changes) -> TrainSettings:
     """The trainer's fields out of a part's settings (which extend them), with ``changes``."""
@@ -547,14 +542,11 @@ def part9(run: runs.Run, settings: Part9, actors) -> dict:
 
 
 def check_part9(settings: Part9, run: runs.Run, actors) -> None:
-    """Part 9's actors must be of the actor set, checked before any part trains."""
+    """Part 9's actors: one or more names of the actor set, checked before any part trains."""
     unknown = [a for a in settings.actors if a not in actors]
-    if unknown:
-        raise UserError(f"--set actors: part9 draws {', '.join(unknown)}, not of the actor set "
-                        f"({', '.join(actors)}); e.g. --set actors=\"({actors[0]!r},)\"")
-
-
-
+    if unknown or not settings.actors:
+        raise UserError(f"--set actors={settings.actors!r}: part9 draws one or more actors of the "
+                        f"actor set ({', '.join(actors)}), e.g. --set actors=\"({actors[0]!r},)\"")
 
 # ======================================================================================
 # Command line

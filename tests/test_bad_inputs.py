@@ -326,7 +326,7 @@ def test_a_dict_key_of_nested_shared_tuples_is_refused_at_once(tmp_path):
     (digits, ["part5", "--set", "report_noise=3"], "report_noise=3.0: not among noise_scales"),
     (faces, ["part7", "--set", "shifts=((1,),)"], r"shifts=\(\(1,\),\): give \(dy, dx\) pairs"),
     (deepfaces, ["part11", "--set", "subset=(0, 4)"], "give .training, validation. faces"),
-    (faces, ["part9", "--set", "actors=()"], r"actors=\(\): give one or more actor names"),
+    (faces, ["part9", "--set", "actors=()"], r"actors=\(\): part9 draws one or more actors"),
     (digits, ["part4", "--set", "tanh=0"], "tanh is a group of settings"),
 ], ids=["negative-seed", "unknown-set", "bad-set-type", "out-is-a-file", "timeout-0",
         "unknown-actor", "bad-set-value", "set-below-its-range", "set-nested-below-its-range",
