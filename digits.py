@@ -65,11 +65,9 @@ def tanh_forward(params: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def tanh_backward(params: dict, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
     """Gradients of the summed NLL of the tanh net, keyed like ``params``.
-
     dC/dO = P - Y (N, 10);          dC/dW1 = H^T dC/dO (300, 10);  dC/db1 = sum_n dC/dO
     dC/dZ0 = dC/dO W1^T * (1 - H^2) (N, 300), as tanh' = 1 - tanh^2
-    dC/dW0 = X^T dC/dZ0 (784, 300);  dC/db0 = sum_n dC/dZ0
-    """
+    dC/dW0 = X^T dC/dZ0 (784, 300);  dC/db0 = sum_n dC/dZ0"""
     H, O = tanh_forward(params, X)
     dO = softmax(O) - Y
     dZ0 = (dO @ params["W1"].T) * (1 - H * H)
@@ -86,11 +84,9 @@ def cost_and_accuracy(params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[float
 def gradient_check(cost_fn, grad_fn, params: dict, rng: np.random.Generator, n_coords: int = 25,
                    step: float = 1e-3, active_rows: dict | None = None) -> list[dict]:
     """Analytic vs numeric derivatives at ``n_coords`` random coordinates of every float64 array.
-
     Numeric: (C(t-2h) - 8 C(t-h) + 8 C(t+h) - C(t+2h)) / 12h, error O(h^4) (the 2-point stencil,
     O(h^2), misses 1e-7 where gradients are tiny). ``active_rows[key]``: the rows to draw from
-    (unlit pixels have zero gradient). Relative error |a - n| / max(|a| + |n|, 1e-12): 0 at 0/0.
-    """
+    (unlit pixels have zero gradient). Relative error |a - n| / max(|a| + |n|, 1e-12): 0 at 0/0."""
     analytic, table = grad_fn(params), []
     for key, p in params.items():
         rows = active_rows.get(key) if active_rows else None
@@ -176,14 +172,12 @@ class Part5:
     QUICK: ClassVar[dict] = {"noise_scales": (0.0, 5.0), "n_seeds": 2, "gd_iterations": 30,
                              "outlier_distances": (0.0, 20.0), "gd_iterations_2d": 200}
 
-    def __post_init__(self):  # the metrics quote one value of each sweep
+    def check(self, run: runs.Run, data: Digits) -> None:  # the metrics quote a swept value
         for name, value, swept in (("report_noise", self.report_noise, "noise_scales"),
                                    ("outlier_report", self.outlier_report, "outlier_distances")):
             if value not in getattr(self, swept):
                 raise inputs.UserError(f"--set {name}={value}: not among {swept} "
                                        f"{getattr(self, swept)}; set both")
-
-    def check(self, run: runs.Run, data: Digits) -> None:
         at_most("part5", "per_digit", self.per_digit, int(np.bincount(
             data.mnist["train_y"], minlength=N_CLASSES).min()), "images of the rarest digit")
 
@@ -209,13 +203,10 @@ def shift_with_zero_fill(X: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def train_network(params: dict, backward, X, Y, sgd: SGDSettings, rng,
                   evaluate=lambda params, iteration: None, velocity=None) -> list[float]:
     """Train ``params`` in place by mini-batch SGD with momentum; returns seconds per epoch.
-
     X (N, 784) float32, Y (N, 10) one-hot. Each epoch visits the examples in a fresh random order
-    (a last partial batch is dropped). Per batch, with dw the gradient of the mean cost
-    (``backward(params, X_b, Y_b)[k] / batch_size``): v = mu v - lr dw; w += v.
-    ``evaluate(params, iteration)`` runs before training and after each epoch (not timed). Pass
-    the ``velocity`` dict of a previous call to continue its run (as the benchmark does).
-    """
+    (a last partial batch is dropped). Per batch, dw = ``backward(params, X_b, Y_b)[k] / B``, the
+    gradient of the mean cost: v = mu v - lr dw; w += v. ``evaluate(params, iteration)`` runs
+    before training and after each epoch (not timed); ``velocity`` continues an earlier run."""
     B, n_batches, epoch_seconds = sgd.batch_size, len(X) // sgd.batch_size, []
     velocity = {k: np.zeros_like(w) for k, w in params.items()} if velocity is None else velocity
     evaluate(params, 0)
@@ -258,11 +249,9 @@ def train_with_curves(params, backward, X, Y, sets: dict, sgd: SGDSettings, rng,
 # ==== Part 5: two affine models fitted by full-batch gradient descent =============
 def gradient_descent_affine(X, T, iterations, output_gradient, step_factor):
     """Full-batch gradient descent from W = 0 on O = X_a W, X_a = [X, 1]; W (D + 1, K), bias last.
-
     ``output_gradient(O, T)`` is dC/dO; dC/dW = X_a^T dC/dO; the step is step_factor / L, L the
     largest eigenvalue of X_a^T X_a. With fewer examples than inputs the iterates stay in the row
-    space, W = X_a^T A: the same iteration runs on A (N, K) with G = X_a X_a^T, fewer flops.
-    """
+    space, W = X_a^T A: the same iteration runs on A (N, K) with G = X_a X_a^T, fewer flops."""
     Xa = np.hstack([X, np.ones((len(X), 1))])
     dual = Xa.shape[0] < Xa.shape[1]
     G = Xa @ Xa.T if dual else Xa.T @ Xa
@@ -327,10 +316,8 @@ def deep_backprop(Ws, x, y):
 
 def deep_per_weight(Ws, x, y):
     """dC/dW_l with each weight's derivative computed on its own, O(N^2 K^4).
-
     Weight (i, j) of layer l: dh_l/dw = e_i h_{l-1,j} (1 - h_l^2), carried forward through layers
-    l+1..N (dh_m = (1 - h_m^2) * (W_m dh_{m-1})) and dotted with h_N - y; one row per weight.
-    """
+    l+1..N (dh_m = (1 - h_m^2) * (W_m dh_{m-1})) and dotted with h_N - y; one row per weight."""
     hs, K, grads = deep_forward(Ws, x), len(x), []
     rows = np.arange(K * K)  # row i K + j: weight (i, j)
     for l in range(len(Ws)):
@@ -342,18 +329,13 @@ def deep_per_weight(Ws, x, y):
     return grads
 
 
-def predicted_cost(N: int, K: int) -> tuple[int, int]:
-    """Multiply-adds per example (backprop, per-weight) of the two functions above: backprop does
-    forward N K^2 + backward (N - 1) K^2 + outer products N K^2; per-weight does forward N K^2 +
-    for each layer l, K^2 weights x ((N - l) K^2 + 2K)."""
-    return (3 * N - 1) * K ** 2, N * K ** 2 + K ** 4 * N * (N - 1) // 2 + 2 * N * K ** 3
-
-
-def predicted_cost_no_cache(N: int, K: int) -> int:
-    """Multiply-adds per example of the per-weight gradient when nothing is cached, as the
-    handout poses it: each of the N K^2 weights runs its own forward pass (N K^2) instead of
-    sharing one, so N^2 K^4 in forward passes on top of the per-weight propagation above."""
-    return predicted_cost(N, K)[1] - N * K ** 2 + (N * K ** 2) ** 2
+def predicted_cost(N: int, K: int) -> tuple[int, int, int]:
+    """Multiply-adds per example (backprop, per-weight, per-weight uncached). Backprop: forward
+    N K^2 + backward (N - 1) K^2 + outer products N K^2. Per-weight: forward N K^2 + for each layer
+    l, K^2 weights x ((N - l) K^2 + 2K). Uncached, as the handout poses it: each of the N K^2
+    weights also runs a forward pass (N K^2) of its own instead of sharing one."""
+    per_weight = N * K ** 2 + K ** 4 * N * (N - 1) // 2 + 2 * N * K ** 3
+    return (3 * N - 1) * K ** 2, per_weight, per_weight - N * K ** 2 + (N * K ** 2) ** 2
 
 
 # ==== Plotting ====================================================================
@@ -468,9 +450,9 @@ def part1(run: runs.Run, settings: None, data: Digits) -> dict:
     picks = np.concatenate([rng.choice(np.flatnonzero(mnist["train_y"] == d), 10, replace=False)
                             for d in range(N_CLASSES)])
     fig = plot_digit_grid(mnist["train_x"][picks], mnist["train_y"][picks])
+    metrics = {f"{s}_count": int(c.sum()) for s, c in counts.items()}
     return {"settings": {f"{s}_counts_per_digit": c for s, c in counts.items()},
-            "metrics": {"train_count": int(counts["train"].sum()),
-                        "test_count": int(counts["test"].sum()), "pixel_min": lo, "pixel_max": hi},
+            "metrics": {**metrics, "pixel_min": lo, "pixel_max": hi},
             "figures": [run.figure(fig, "digits_part1_samples")]}
 
 
@@ -498,13 +480,11 @@ def part3(run: runs.Run, s: Part3, data: Digits) -> dict:
     soft["W"] = 0.1 * rng.standard_normal(soft["W"].shape)  # outputs that differ
     soft["b"] = 0.1 * rng.standard_normal(soft["b"].shape)
     snap = {k: v.astype(np.float64) for k, v in data.snapshot.items()}
-    tables = {
-        "softmax": gradient_check(lambda p: nll_cost(softmax_forward(p, X), Y),
-                                  lambda p: softmax_backward(p, X, Y), soft, rng, s.n_coords,
-                                  s.step, {"W": lit}),
-        "tanh": gradient_check(lambda p: nll_cost(tanh_forward(p, X)[1], Y),
-                               lambda p: tanh_backward(p, X, Y), snap, rng, s.n_coords, s.step,
-                               {"W0": lit})}
+    nets = {"softmax": (lambda p: softmax_forward(p, X), softmax_backward, soft, "W"),
+            "tanh": (lambda p: tanh_forward(p, X)[1], tanh_backward, snap, "W0")}
+    tables = {net: gradient_check(lambda p: nll_cost(logits(p), Y), lambda p: backward(p, X, Y),
+                                  params, rng, s.n_coords, s.step, {W_in: lit})
+              for net, (logits, backward, params, W_in) in nets.items()}
     rows = [{"network": net, **r, "index": "/".join(map(str, r["index"]))}
             for net, table in tables.items() for r in table]
     print(f"{'network':8} {'array':5} {'index':>9} {'analytic':>16} {'numeric':>16} {'rel.err':>9}")
@@ -636,8 +616,7 @@ def part6(run: runs.Run, s: Part6, data: Digits) -> dict:
             assert differ < 1e-10, f"per-weight and backprop gradients differ by {differ}"
             t_bp = cpu_seconds(lambda: deep_backprop(Ws, x, y), s.repeats, s.round_seconds)
             t_pw = cpu_seconds(lambda: deep_per_weight(Ws, x, y), s.repeats, s.round_seconds)
-            c_bp, c_pw = predicted_cost(N, K)
-            c_nc = predicted_cost_no_cache(N, K)
+            c_bp, c_pw, c_nc = predicted_cost(N, K)
             rows.append({"N": N, "K": K, "backprop_macs": c_bp, "per_weight_macs": c_pw,
                          "predicted_speedup": c_pw / c_bp, "per_weight_no_cache_macs": c_nc,
                          "predicted_speedup_no_cache": c_nc / c_bp, "backprop_seconds": t_bp,
@@ -658,8 +637,7 @@ PARTS = {"part1": runs.Part(part1), "part2": runs.Part(part2),
 
 
 def main(argv=None) -> dict:
-    args = runs.parser(__doc__, {name: part.settings for name, part in PARTS.items()}
-                       ).parse_args(argv)
+    args = runs.parser(__doc__, {n: part.settings for n, part in PARTS.items()}).parse_args(argv)
     data = Digits(args.quick)  # each input read once, by the first check or part that needs it
     run, names = runs.start("digits.py", args, PARTS, context=(data,))
     return runs.run_parts(run, PARTS, names, data)

@@ -1,11 +1,9 @@
 """The inputs of digits.py, found and checked before use: MNIST and the handout's snapshot50.pkl.
 
-MNIST is the course's ``mnist_all.mat`` (arrays train0..9, test0..9 of (N, 784) whole numbers in
-0..255) or, without a good local copy of it, Keras's ``mnist.npz`` on the data search path (the
-same pixels); without either, mnist_all.mat is downloaded. Either gives train_x (60000, 784)
-uint8, train_y (60000,) int64, test_x and test_y, rows grouped by digit 0..9. ``snapshot50.pkl``
-holds the 784-300-10 tanh network W0, b0, W1, b1; it goes through the restricted unpickler.
-A run reads each once (:class:`Digits`), however many parts use it.
+MNIST: the course's ``mnist_all.mat`` (train0..9, test0..9: (N, 784) whole numbers in 0..255),
+else Keras's ``mnist.npz`` from the search path, else a download of mnist_all.mat; as train_x
+(60000, 784) uint8, train_y (60000,) int64, test_x, test_y, rows grouped by digit 0..9.
+``snapshot50.pkl`` (the restricted unpickler): the 784-300-10 tanh net's W0, b0, W1, b1.
 """
 import functools
 from pathlib import Path
@@ -20,13 +18,12 @@ QUICK_IMAGES = (2000, 1000)  # --quick: a fixed random slice of training and tes
 
 
 def bad_input(path, problem: str) -> inputs.InputFormatError:
-    """The error for an input that is not what it should be: the file, the problem, the remedy."""
     return inputs.InputFormatError(f"{path}: {problem}. Get a fresh copy of {Path(path).name} "
                                    "(see data/README.md).")
 
 
 def load_mnist(path=None) -> dict[str, np.ndarray]:
-    """MNIST from ``path``, else found as the module docstring says, checked."""
+    """MNIST from ``path``, else found as the module docstring says; checked."""
     import scipy.io
     if path is None:
         try:

@@ -111,7 +111,8 @@ def test_backprop_equals_per_weight_gradients():
     x, y = rng.standard_normal(5), rng.uniform(-0.5, 0.5, 5)
     for a, b in zip(digits.deep_backprop(Ws, x, y), digits.deep_per_weight(Ws, x, y)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
-    assert digits.predicted_cost(3, 5) == (8 * 25, 3 * 25 + 625 * 3 + 2 * 3 * 125)
+    per_weight = 3 * 25 + 625 * 3 + 2 * 3 * 125
+    assert digits.predicted_cost(3, 5) == (8 * 25, per_weight, per_weight - 75 + 75 ** 2)
 
 
 # --------------------------------------------------------------------------- training
@@ -321,13 +322,8 @@ def test_a_setting_larger_than_the_data_stops_every_part_before_any_runs(
     assert "=====" not in out and not (tmp_path / "out").exists()  # no part began
 
 
-def test_a_quick_slice_larger_than_the_data_stops_before_any_part(tmp_path, monkeypatch, capsys):
-    write_mnist(tmp_path / "mnist_all.mat", np.random.default_rng(0), 150, 100)
-    write_snapshot(tmp_path / "snapshot50.pkl", np.random.default_rng(0))
-    monkeypatch.setenv("DEEPNN_DATA", str(tmp_path))
-    monkeypatch.setattr(inputs, "DATA_DIR", tmp_path / "no-data")
-    for name in ("mnist_all.mat", "snapshot50.pkl"):
-        monkeypatch.setitem(inputs.REGISTRY, name, (None, ()))
+def test_a_quick_slice_larger_than_the_data_stops_before_any_part(fake_inputs, tmp_path, capsys):
+    write_mnist(fake_inputs / "mnist_all.mat", np.random.default_rng(0), 150, 100)
     with pytest.raises(SystemExit) as stop:
         runs.main_guard(lambda: digits.main(["--quick", "--out", str(tmp_path / "out")]))
     assert stop.value.code == 2 and capsys.readouterr().err == (
