@@ -8,32 +8,113 @@ vs each weight's gradient on its own, predicted and measured cost.
 
     python digits.py [all|part1|...|part6] [--seed S] [--quick] [--set name=value] [--out DIR]
 
-Inputs are found in data/, then in $DEEPNN_DATA, else downloaded (Keras's mnist.npz serves
-when mnist_all.mat is absent); figures go to images/digits_partN_*.png, numbers to
-results/digits_partN.json. Rows are examples: X is N x 784 (pixels / 255; float32 for training,
-float64 for the checks), Y is N x 10 one-hot. Parameters
-travel as one dict (W, b; or W0, b0, W1, b1 with H = tanh(X W0 + b0)) and each backward function
-returns a dict with the same keys. The cost is the summed negative log-probability
-C = -sum_n log p_{n, y_n}.
+apparatus/digitdata.py finds and checks the inputs. Rows are examples: X is N x 784 (pixels / 255;
+float32 for training, float64 for the checks), Y is N x 10 one-hot. Parameters travel as one dict
+(W, b; or W0, b0, W1, b1 with H = tanh(X W0 + b0)); each backward function returns a dict with the
+same keys. The cost is the summed negative log-probability C = -sum_n log p_{n, y_n}.
 """
 import math
 import time
 import timeit
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from apparatus import inputs, runs
+from apparatus.digitdata import N_CLASSES, N_PIXELS, Digits, one_hot, to_inputs
 from apparatus.runs import setting
 
-N_PIXELS, N_HIDDEN, N_CLASSES = 784, 300, 10
-SNAPSHOT_SHAPES = {"W0": (784, 300), "b0": (300,), "W1": (300, 10), "b1": (10,)}  # snapshot50.pkl
-QUICK_IMAGES = (2000, 1000)  # --quick: a fixed random slice of training and test images
+# ==== The math: softmax and tanh networks, forward beside backward ================
+def softmax(O: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, K) logits; subtracting the row max keeps exp() finite."""
+    Z = O - O.max(axis=1, keepdims=True)
+    np.exp(Z, out=Z)
+    Z /= Z.sum(axis=1, keepdims=True)
+    return Z
+
+
+def nll_cost(O: np.ndarray, Y: np.ndarray) -> float:
+    """C = -sum_n sum_i y_ni log p_ni of logits O (N, K); log p = Z - log sum exp Z, Z = O - max."""
+    Z = O - O.max(axis=1, keepdims=True)
+    return float(-(Y * (Z - np.log(np.exp(Z).sum(axis=1, keepdims=True)))).sum())
+
+
+def init_softmax_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    W = (0.01 * rng.standard_normal((N_PIXELS, N_CLASSES))).astype(np.float32)
+    return {"W": W, "b": np.zeros(N_CLASSES, np.float32)}
+
+
+def softmax_forward(params: dict, X: np.ndarray) -> np.ndarray:
+    """Logits O = X W + b: X (N, 784), W (784, 10), b (10,) -> O (N, 10); P = softmax(O)."""
+    return X @ params["W"] + params["b"]
+
+
+def softmax_backward(params: dict, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+    """dC/dW (784, 10), dC/db (10,) of the summed NLL: dC/dO = P - Y, dC/dW = X^T dC/dO."""
+    dO = softmax(softmax_forward(params, X)) - Y
+    return {"W": X.T @ dO, "b": dO.sum(axis=0)}
+
+
+def tanh_forward(params: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """H = tanh(X W0 + b0) (N, 300) and logits O = H W1 + b1 (N, 10)."""
+    H = np.tanh(X @ params["W0"] + params["b0"])
+    return H, H @ params["W1"] + params["b1"]
+
+
+def tanh_backward(params: dict, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+    """Gradients of the summed NLL of the tanh net, keyed like ``params``.
+    dC/dO = P - Y (N, 10);          dC/dW1 = H^T dC/dO (300, 10);  dC/db1 = sum_n dC/dO
+    dC/dZ0 = dC/dO W1^T * (1 - H^2) (N, 300), as tanh' = 1 - tanh^2
+    dC/dW0 = X^T dC/dZ0 (784, 300);  dC/db0 = sum_n dC/dZ0"""
+    H, O = tanh_forward(params, X)
+    dO = softmax(O) - Y
+    dZ0 = (dO @ params["W1"].T) * (1 - H * H)
+    return {"W0": X.T @ dZ0, "b0": dZ0.sum(axis=0), "W1": H.T @ dO, "b1": dO.sum(axis=0)}
+
+
+def cost_and_accuracy(params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
+    """(mean NLL per image, fraction classified right) of either net on (X, Y)."""
+    O = tanh_forward(params, X)[1] if "W0" in params else softmax_forward(params, X)
+    return nll_cost(O, Y) / len(X), float((O.argmax(1) == Y.argmax(1)).mean())
+
+
+# ==== Gradient check (Part 3, and asserted by the tests) ==========================
+def gradient_check(cost_fn, grad_fn, params: dict, rng: np.random.Generator, n_coords: int = 25,
+                   step: float = 1e-3, active_rows: dict | None = None) -> list[dict]:
+    """Analytic vs numeric derivatives at ``n_coords`` random coordinates of every float64 array.
+    Numeric: (C(t-2h) - 8 C(t-h) + 8 C(t+h) - C(t+2h)) / 12h, error O(h^4) (the 2-point stencil,
+    O(h^2), misses 1e-7 where gradients are tiny). ``active_rows[key]``: the rows to draw from
+    (unlit pixels have zero gradient). Relative error |a - n| / max(|a| + |n|, 1e-12): 0 at 0/0."""
+    analytic, table = grad_fn(params), []
+    for key, p in params.items():
+        rows = active_rows.get(key) if active_rows else None
+        chosen: set = set()
+        while len(chosen) < min(n_coords, p.size):
+            if rows is not None and p.ndim == 2:
+                chosen.add((int(rng.choice(rows)), int(rng.integers(p.shape[1]))))
+            else:
+                chosen.add(tuple(int(rng.integers(s)) for s in p.shape))
+        for idx in sorted(chosen):
+            old, costs = p[idx], []
+            for k in (-2, -1, 1, 2):
+                p[idx] = old + k * step
+                costs.append(cost_fn(params))
+            p[idx] = old
+            numeric = (costs[0] - 8 * costs[1] + 8 * costs[2] - costs[3]) / (12 * step)
+            a = float(analytic[key][idx])
+            table.append({"array": key, "index": list(idx), "analytic": a, "numeric": numeric,
+                          "rel_error": abs(a - numeric) / max(abs(a) + abs(numeric), 1e-12)})
+    return table
+
 
 # ==== Settings: one table per part, each value with its reason ====================
+def at_most(part: str, name: str, value: int, most: int, what: str) -> None:
+    """A setting the data cannot serve stops the run in a part's check, before any part runs."""
+    if value > most:
+        raise inputs.UserError(f"--set {name}={value}: {part} can take at most {most:,} ({what})")
+
 
 @dataclass(frozen=True)
 class Part3:
@@ -41,6 +122,9 @@ class Part3:
     n_coords: int = setting(25, ge=1)  # the handout asks for at least 25 coordinates of every array
     step: float = setting(1e-3, gt=0)  # 4-point stencil: truncation ~h^4, rounding ~eps|C|/h: 1e-12
     QUICK: ClassVar[dict] = {"n_coords": 5}
+
+    def check(self, run: runs.Run, data: Digits) -> None:
+        at_most("part3", "n_images", self.n_images, len(data.mnist["train_y"]), "training images")
 
 
 @dataclass(frozen=True)
@@ -69,6 +153,10 @@ class Part4:
     QUICK: ClassVar[dict] = {"n_val": 200, "softmax": SGDSettings(epochs=2),
                              "tanh": SGDSettings(epochs=2, max_shift=1)}
 
+    def check(self, run: runs.Run, data: Digits) -> None:
+        at_most("part4", "n_val", self.n_val, len(data.mnist["train_y"]) - max(
+            self.softmax.batch_size, self.tanh.batch_size), "training images less a batch")
+
 
 @dataclass(frozen=True)
 class Part5:
@@ -84,12 +172,14 @@ class Part5:
     QUICK: ClassVar[dict] = {"noise_scales": (0.0, 5.0), "n_seeds": 2, "gd_iterations": 30,
                              "outlier_distances": (0.0, 20.0), "gd_iterations_2d": 200}
 
-    def __post_init__(self):  # the metrics quote one value of each sweep
+    def check(self, run: runs.Run, data: Digits) -> None:  # the metrics quote a swept value
         for name, value, swept in (("report_noise", self.report_noise, "noise_scales"),
                                    ("outlier_report", self.outlier_report, "outlier_distances")):
             if value not in getattr(self, swept):
                 raise inputs.UserError(f"--set {name}={value}: not among {swept} "
                                        f"{getattr(self, swept)}; set both")
+        at_most("part5", "per_digit", self.per_digit, int(np.bincount(
+            data.mnist["train_y"], minlength=N_CLASSES).min()), "images of the rarest digit")
 
 
 @dataclass(frozen=True)
@@ -101,196 +191,7 @@ class Part6:
     QUICK: ClassVar[dict] = {"layers": (1, 2), "units": (8, 16), "repeats": 1}
 
 
-# ==== Data loading: the two inputs, checked before use ============================
-
-def bad_input(path, problem: str) -> inputs.InputFormatError:
-    """The error for an input that is not what it should be: the file, the problem, the remedy."""
-    return inputs.InputFormatError(f"{path}: {problem}. Get a fresh copy of {Path(path).name} "
-                                   "(see data/README.md).")
-
-
-def load_mnist(path=None) -> dict[str, np.ndarray]:
-    """The course's ``mnist_all.mat``: its arrays train0..9, test0..9 of (N, 784) whole numbers in
-    0..255, checked, as train_x (60000, 784) uint8, train_y (60000,), test_x and test_y. Without
-    a good local copy, Keras's ``mnist.npz`` on the data search path serves (see load_keras_mnist);
-    without either, mnist_all.mat is downloaded."""
-    import scipy.io
-    if path is None:
-        try:
-            path = inputs.find_input("mnist_all.mat", download=False)
-        except inputs.MissingInputError:
-            path = inputs.locate("mnist.npz") or inputs.find_input("mnist_all.mat")
-    if Path(path).suffix == ".npz":
-        return load_keras_mnist(path)
-    try:
-        mat = scipy.io.loadmat(path)
-    except Exception as err:  # ValueError, MatReadError, OSError, ... on bytes that are no .mat
-        raise bad_input(path, f"not a readable MATLAB file ({err})") from err
-    data = {}
-    for split in ("train", "test"):
-        xs = []
-        for key in (f"{split}{d}" for d in range(N_CLASSES)):
-            a = np.asarray(mat.get(key, np.zeros((0, 0))))
-            if a.ndim != 2 or a.shape[1] != N_PIXELS or len(a) == 0:
-                raise bad_input(path, f"array '{key}' is missing or not (N, {N_PIXELS}): {a.shape}")
-            if a.dtype != np.uint8 and not (a.dtype.kind in "iuf" and np.isfinite(a).all() and
-                                            (a % 1 == 0).all() and 0 <= a.min() <= a.max() <= 255):
-                raise bad_input(path, f"array '{key}' ({a.dtype}) holds values that are not whole "
-                                      "numbers in 0..255 (NaN, fractions or out of range)")
-            xs.append(a.astype(np.uint8, copy=False))
-        data[f"{split}_x"] = np.concatenate(xs)
-        data[f"{split}_y"] = np.repeat(np.arange(N_CLASSES, dtype=np.int64), [len(x) for x in xs])
-    return data
-
-
-def load_keras_mnist(path) -> dict[str, np.ndarray]:
-    """Keras's ``mnist.npz`` (x_train (60000, 28, 28) uint8, y_train, x_test, y_test) as
-    load_mnist gives the course's file: the same pixels, rows grouped by digit 0..9 and in their
-    original order within each digit (a stable sort by label), which is mnist_all.mat's order."""
-    z = inputs.load_npz(path, f"Get a fresh copy of {Path(path).name}.")
-    data = {}
-    for split in ("train", "test"):
-        x, y = z.get(f"x_{split}"), z.get(f"y_{split}")
-        if (x is None or y is None or x.dtype != np.uint8 or x.shape[1:] != (28, 28)
-                or y.dtype.kind not in "iu" or y.shape != (len(x),)
-                or not np.array_equal(np.unique(y), np.arange(N_CLASSES))):
-            raise bad_input(path, f"x_{split}, y_{split} are not uint8 (N, 28, 28) images and N "
-                                  "labels covering 0..9")
-        order = np.argsort(y, kind="stable")
-        data[f"{split}_x"] = x.reshape(len(x), N_PIXELS)[order]
-        data[f"{split}_y"] = y[order].astype(np.int64)
-    return data
-
-
-def load_snapshot(path=None) -> dict[str, np.ndarray]:
-    """The handout's ``snapshot50.pkl`` (restricted unpickler): finite float32 W0, b0, W1, b1."""
-    path = path or inputs.find_input("snapshot50.pkl")
-    obj = inputs.load_pickle(path)
-    if not isinstance(obj, dict) or set(SNAPSHOT_SHAPES) - set(obj):
-        raise bad_input(path, "expected a dict of arrays W0, b0, W1, b1")
-    for key, shape in SNAPSHOT_SHAPES.items():
-        a = obj[key]  # its type first: np.asarray of nested shared lists takes exponential time
-        if not isinstance(a, np.ndarray):
-            raise bad_input(path, f"'{key}' is a {type(a).__name__}, expected a numpy array")
-        if a.shape != shape or a.dtype.kind != "f" or not np.isfinite(a).all():
-            raise bad_input(path, f"'{key}' is {a.dtype} {a.shape}, expected finite floats (no "
-                                  f"NaN or inf) of shape {shape}")
-    return {key: np.ascontiguousarray(obj[key], dtype=np.float32) for key in SNAPSHOT_SHAPES}
-
-
-def to_inputs(images: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """uint8 pixels (N, 784) -> floats in 0..1 (N, 784)."""
-    return np.ascontiguousarray(images, dtype=dtype) / dtype(255.0)
-
-
-def one_hot(labels: np.ndarray, n_classes: int = N_CLASSES, dtype=np.float32) -> np.ndarray:
-    """(N,) ints -> (N, n_classes) rows with a single 1."""
-    return np.eye(n_classes, dtype=dtype)[labels]
-
-
-def load_digits(run: runs.Run) -> dict[str, np.ndarray]:
-    """MNIST; under --quick a fixed random slice of it (the same for every seed)."""
-    data = load_mnist()
-    if run.quick:
-        pick = np.random.default_rng(1234)
-        for split, n in zip(("train", "test"), QUICK_IMAGES):
-            rows = pick.choice(len(data[f"{split}_y"]), n, replace=False)
-            data.update({f"{split}_{a}": data[f"{split}_{a}"][rows] for a in "xy"})
-    return data
-
-
-# ==== The math: softmax and tanh networks, forward beside backward ================
-
-def softmax(O: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (N, K) logits; subtracting the row max keeps exp() finite."""
-    Z = O - O.max(axis=1, keepdims=True)
-    np.exp(Z, out=Z)
-    Z /= Z.sum(axis=1, keepdims=True)
-    return Z
-
-
-def nll_cost(O: np.ndarray, Y: np.ndarray) -> float:
-    """C = -sum_n sum_i y_ni log p_ni of logits O (N, K); log p = Z - log sum exp Z, Z = O - max."""
-    Z = O - O.max(axis=1, keepdims=True)
-    return float(-(Y * (Z - np.log(np.exp(Z).sum(axis=1, keepdims=True)))).sum())
-
-
-def init_softmax_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """W (784, 10) ~ N(0, 0.01^2), b (10,) zeros, float32."""
-    W = (0.01 * rng.standard_normal((N_PIXELS, N_CLASSES))).astype(np.float32)
-    return {"W": W, "b": np.zeros(N_CLASSES, np.float32)}
-
-
-def softmax_forward(params: dict, X: np.ndarray) -> np.ndarray:
-    """Logits O = X W + b: X (N, 784), W (784, 10), b (10,) -> O (N, 10); P = softmax(O)."""
-    return X @ params["W"] + params["b"]
-
-
-def softmax_backward(params: dict, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
-    """dC/dW (784, 10), dC/db (10,) of the summed NLL: dC/dO = P - Y, dC/dW = X^T dC/dO."""
-    dO = softmax(softmax_forward(params, X)) - Y
-    return {"W": X.T @ dO, "b": dO.sum(axis=0)}
-
-
-def tanh_forward(params: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """H = tanh(X W0 + b0) (N, 300) and logits O = H W1 + b1 (N, 10)."""
-    H = np.tanh(X @ params["W0"] + params["b0"])
-    return H, H @ params["W1"] + params["b1"]
-
-
-def tanh_backward(params: dict, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
-    """Gradients of the summed NLL of the tanh net, keyed like ``params``.
-
-    dC/dO = P - Y (N, 10);          dC/dW1 = H^T dC/dO (300, 10);  dC/db1 = sum_n dC/dO
-    dC/dZ0 = dC/dO W1^T * (1 - H^2) (N, 300), as tanh' = 1 - tanh^2
-    dC/dW0 = X^T dC/dZ0 (784, 300);  dC/db0 = sum_n dC/dZ0
-    """
-    H, O = tanh_forward(params, X)
-    dO = softmax(O) - Y
-    dZ0 = (dO @ params["W1"].T) * (1 - H * H)
-    return {"W0": X.T @ dZ0, "b0": dZ0.sum(axis=0), "W1": H.T @ dO, "b1": dO.sum(axis=0)}
-
-
-def cost_and_accuracy(params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
-    """(mean NLL per image, fraction classified right) of either net on (X, Y)."""
-    O = tanh_forward(params, X)[1] if "W0" in params else softmax_forward(params, X)
-    return nll_cost(O, Y) / len(X), float((O.argmax(1) == Y.argmax(1)).mean())
-
-
-# ==== Gradient check (Part 3, and asserted by the tests) ==========================
-
-def gradient_check(cost_fn, grad_fn, params: dict, rng: np.random.Generator, n_coords: int = 25,
-                   step: float = 1e-3, active_rows: dict | None = None) -> list[dict]:
-    """Analytic vs numeric derivatives at ``n_coords`` random coordinates of every float64 array.
-
-    Numeric: (C(t-2h) - 8 C(t-h) + 8 C(t+h) - C(t+2h)) / 12h, error O(h^4) (the 2-point stencil,
-    O(h^2), misses 1e-7 where gradients are tiny). ``active_rows[key]``: the rows to draw from
-    (unlit pixels have zero gradient). Relative error |a - n| / max(|a| + |n|, 1e-12): 0 at 0/0.
-    """
-    analytic, table = grad_fn(params), []
-    for key, p in params.items():
-        rows = active_rows.get(key) if active_rows else None
-        chosen: set = set()
-        while len(chosen) < min(n_coords, p.size):
-            if rows is not None and p.ndim == 2:
-                chosen.add((int(rng.choice(rows)), int(rng.integers(p.shape[1]))))
-            else:
-                chosen.add(tuple(int(rng.integers(s)) for s in p.shape))
-        for idx in sorted(chosen):
-            old, costs = p[idx], []
-            for k in (-2, -1, 1, 2):
-                p[idx] = old + k * step
-                costs.append(cost_fn(params))
-            p[idx] = old
-            numeric = (costs[0] - 8 * costs[1] + 8 * costs[2] - costs[3]) / (12 * step)
-            a = float(analytic[key][idx])
-            table.append({"array": key, "index": list(idx), "analytic": a, "numeric": numeric,
-                          "rel_error": abs(a - numeric) / max(abs(a) + abs(numeric), 1e-12)})
-    return table
-
-
 # ==== Training: mini-batch SGD with momentum, over the very backward functions above ====
-
 def shift_with_zero_fill(X: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """(N, 784) 28x28 images moved dy pixels down and dx right; uncovered pixels are 0."""
     src, out = X.reshape(-1, 28, 28), np.zeros((len(X), 28, 28), X.dtype)
@@ -302,13 +203,10 @@ def shift_with_zero_fill(X: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def train_network(params: dict, backward, X, Y, sgd: SGDSettings, rng,
                   evaluate=lambda params, iteration: None, velocity=None) -> list[float]:
     """Train ``params`` in place by mini-batch SGD with momentum; returns seconds per epoch.
-
     X (N, 784) float32, Y (N, 10) one-hot. Each epoch visits the examples in a fresh random order
-    (a last partial batch is dropped). Per batch, with dw the gradient of the mean cost
-    (``backward(params, X_b, Y_b)[k] / batch_size``): v = mu v - lr dw; w += v.
-    ``evaluate(params, iteration)`` runs before training and after each epoch (not timed). Pass
-    the ``velocity`` dict of a previous call to continue its run (as the benchmark does).
-    """
+    (a last partial batch is dropped). Per batch, dw = ``backward(params, X_b, Y_b)[k] / B``, the
+    gradient of the mean cost: v = mu v - lr dw; w += v. ``evaluate(params, iteration)`` runs
+    before training and after each epoch (not timed); ``velocity`` continues an earlier run."""
     B, n_batches, epoch_seconds = sgd.batch_size, len(X) // sgd.batch_size, []
     velocity = {k: np.zeros_like(w) for k, w in params.items()} if velocity is None else velocity
     evaluate(params, 0)
@@ -349,14 +247,11 @@ def train_with_curves(params, backward, X, Y, sets: dict, sgd: SGDSettings, rng,
 
 
 # ==== Part 5: two affine models fitted by full-batch gradient descent =============
-
 def gradient_descent_affine(X, T, iterations, output_gradient, step_factor):
     """Full-batch gradient descent from W = 0 on O = X_a W, X_a = [X, 1]; W (D + 1, K), bias last.
-
     ``output_gradient(O, T)`` is dC/dO; dC/dW = X_a^T dC/dO; the step is step_factor / L, L the
     largest eigenvalue of X_a^T X_a. With fewer examples than inputs the iterates stay in the row
-    space, W = X_a^T A: the same iteration runs on A (N, K) with G = X_a X_a^T, fewer flops.
-    """
+    space, W = X_a^T A: the same iteration runs on A (N, K) with G = X_a X_a^T, fewer flops."""
     Xa = np.hstack([X, np.ones((len(X), 1))])
     dual = Xa.shape[0] < Xa.shape[1]
     G = Xa @ Xa.T if dual else Xa.T @ Xa
@@ -397,7 +292,6 @@ def make_outlier_2d(rng, n_per_class, n_outliers, distance):
 
 
 # ==== Part 6: N tanh layers of K units, C = ||h_N - y||^2 / 2, one example =========
-
 def deep_forward(Ws, x):
     """h_0 = x (K,), h_l = tanh(W_l h_{l-1}) for l = 1..N; returns [h_0, ..., h_N]."""
     hs = [x]
@@ -422,10 +316,8 @@ def deep_backprop(Ws, x, y):
 
 def deep_per_weight(Ws, x, y):
     """dC/dW_l with each weight's derivative computed on its own, O(N^2 K^4).
-
     Weight (i, j) of layer l: dh_l/dw = e_i h_{l-1,j} (1 - h_l^2), carried forward through layers
-    l+1..N (dh_m = (1 - h_m^2) * (W_m dh_{m-1})) and dotted with h_N - y; one row per weight.
-    """
+    l+1..N (dh_m = (1 - h_m^2) * (W_m dh_{m-1})) and dotted with h_N - y; one row per weight."""
     hs, K, grads = deep_forward(Ws, x), len(x), []
     rows = np.arange(K * K)  # row i K + j: weight (i, j)
     for l in range(len(Ws)):
@@ -437,22 +329,16 @@ def deep_per_weight(Ws, x, y):
     return grads
 
 
-def predicted_cost(N: int, K: int) -> tuple[int, int]:
-    """Multiply-adds per example (backprop, per-weight) of the two functions above: backprop does
-    forward N K^2 + backward (N - 1) K^2 + outer products N K^2; per-weight does forward N K^2 +
-    for each layer l, K^2 weights x ((N - l) K^2 + 2K)."""
-    return (3 * N - 1) * K ** 2, N * K ** 2 + K ** 4 * N * (N - 1) // 2 + 2 * N * K ** 3
-
-
-def predicted_cost_no_cache(N: int, K: int) -> int:
-    """Multiply-adds per example of the per-weight gradient when nothing is cached, as the
-    handout poses it: each of the N K^2 weights runs its own forward pass (N K^2) instead of
-    sharing one, so N^2 K^4 in forward passes on top of the per-weight propagation above."""
-    return predicted_cost(N, K)[1] - N * K ** 2 + (N * K ** 2) ** 2
+def predicted_cost(N: int, K: int) -> tuple[int, int, int]:
+    """Multiply-adds per example (backprop, per-weight, per-weight uncached). Backprop: forward
+    N K^2 + backward (N - 1) K^2 + outer products N K^2. Per-weight: forward N K^2 + for each layer
+    l, K^2 weights x ((N - l) K^2 + 2K). Uncached, as the handout poses it: each of the N K^2
+    weights also runs a forward pass (N K^2) of its own instead of sharing one."""
+    per_weight = N * K ** 2 + K ** 4 * N * (N - 1) // 2 + 2 * N * K ** 3
+    return (3 * N - 1) * K ** 2, per_weight, per_weight - N * K ** 2 + (N * K ** 2) ** 2
 
 
 # ==== Plotting ====================================================================
-
 def plot_digit_grid(images, labels, per_digit=10):
     """One mosaic: row d holds ``per_digit`` images of digit d (a single imshow, fast to draw)."""
     side = 28 + 2  # 2-pixel white gaps
@@ -552,59 +438,53 @@ def plot_speedups(rows: list[dict]):
     return fig
 
 
-# ==== Parts =======================================================================
-
-def part1(run: runs.Run) -> None:
+# ==== Parts: each returns its settings, metrics and figures for run_parts to record ====
+def part1(run: runs.Run, settings: None, data: Digits) -> dict:
     """The dataset: images per digit, pixel range, ten images of each digit."""
-    start, rng = time.perf_counter(), run.rng(1)
-    data = load_mnist()
-    counts = {s: np.bincount(data[f"{s}_y"], minlength=N_CLASSES) for s in ("train", "test")}
+    rng, mnist = run.rng(1), data.all_mnist  # all of MNIST, even under --quick
+    counts = {s: np.bincount(mnist[f"{s}_y"], minlength=N_CLASSES) for s in ("train", "test")}
     for s, c in counts.items():
         print(f"{s:5} images of each digit 0..9: {c.tolist()}, {c.sum()} in all")
-    lo, hi = int(data["train_x"].min()), int(data["train_x"].max())
+    lo, hi = int(mnist["train_x"].min()), int(mnist["train_x"].max())
     print(f"pixels: uint8 in {lo}..{hi}, 28x28 = 784 per image")
-    picks = np.concatenate([rng.choice(np.flatnonzero(data["train_y"] == d), 10, replace=False)
+    picks = np.concatenate([rng.choice(np.flatnonzero(mnist["train_y"] == d), 10, replace=False)
                             for d in range(N_CLASSES)])
-    fig = plot_digit_grid(data["train_x"][picks], data["train_y"][picks])
-    metrics = {"train_count": int(counts["train"].sum()), "test_count": int(counts["test"].sum()),
-               "pixel_min": lo, "pixel_max": hi}
-    run.record("part1", {f"{s}_counts_per_digit": c for s, c in counts.items()}, metrics,
-               [run.figure(fig, "digits_part1_samples")], time.perf_counter() - start)
+    fig = plot_digit_grid(mnist["train_x"][picks], mnist["train_y"][picks])
+    metrics = {f"{s}_count": int(c.sum()) for s, c in counts.items()}
+    return {"settings": {f"{s}_counts_per_digit": c for s, c in counts.items()},
+            "metrics": {**metrics, "pixel_min": lo, "pixel_max": hi},
+            "figures": [run.figure(fig, "digits_part1_samples")]}
 
 
-def part2(run: runs.Run) -> None:
+def part2(run: runs.Run, settings: None, data: Digits) -> dict:
     """The 784-10 network with a softmax, vectorised over a batch of 100 test images."""
-    start, rng = time.perf_counter(), run.rng(2)
-    X = to_inputs(load_digits(run)["test_x"][:100])
-    params = init_softmax_params(rng)
+    X = to_inputs(data.mnist["test_x"][:100])
+    params = init_softmax_params(run.rng(2))
     P = softmax(softmax_forward(params, X))
     error = float(np.abs(P.sum(1) - 1).max())
     print(f"P = softmax(X W + b) {P.shape}: rows sum to 1 within {error:.1e}; softmax([1e4, 0, "
           f"-1e4]) = {softmax(np.array([[1e4, 0.0, -1e4]]))[0]}, stable")
-    metrics = {"output_rows": P.shape[0], "output_columns": P.shape[1], "max_row_sum_error": error}
-    run.record("part2", {"batch": len(X), "init": "W ~ N(0, 0.01^2), b = 0"}, metrics, [],
-               time.perf_counter() - start)
+    return {"settings": {"batch": len(X), "init": "W ~ N(0, 0.01^2), b = 0"},
+            "metrics": {"output_rows": P.shape[0], "output_columns": P.shape[1],
+                        "max_row_sum_error": error}}
 
 
-def part3(run: runs.Run) -> None:
+def part3(run: runs.Run, s: Part3, data: Digits) -> dict:
     """Both nets' gradients against finite differences at random coordinates (float64)."""
-    start, rng, s = time.perf_counter(), run.rng(3), run.settings(Part3)
-    data = load_digits(run)
-    idx = rng.choice(len(data["train_y"]), s.n_images, replace=False)
-    X = to_inputs(data["train_x"][idx], np.float64)
-    Y = one_hot(data["train_y"][idx], dtype=np.float64)
+    rng, mnist = run.rng(3), data.mnist
+    idx = rng.choice(len(mnist["train_y"]), s.n_images, replace=False)
+    X = to_inputs(mnist["train_x"][idx], np.float64)
+    Y = one_hot(mnist["train_y"][idx], dtype=np.float64)
     lit = np.flatnonzero(X.any(axis=0))  # pixels lit in this batch
     soft = {k: v.astype(np.float64) for k, v in init_softmax_params(rng).items()}
     soft["W"] = 0.1 * rng.standard_normal(soft["W"].shape)  # outputs that differ
     soft["b"] = 0.1 * rng.standard_normal(soft["b"].shape)
-    snap = {k: v.astype(np.float64) for k, v in load_snapshot().items()}
-    tables = {
-        "softmax": gradient_check(lambda p: nll_cost(softmax_forward(p, X), Y),
-                                  lambda p: softmax_backward(p, X, Y), soft, rng, s.n_coords,
-                                  s.step, {"W": lit}),
-        "tanh": gradient_check(lambda p: nll_cost(tanh_forward(p, X)[1], Y),
-                               lambda p: tanh_backward(p, X, Y), snap, rng, s.n_coords, s.step,
-                               {"W0": lit})}
+    snap = {k: v.astype(np.float64) for k, v in data.snapshot.items()}
+    nets = {"softmax": (lambda p: softmax_forward(p, X), softmax_backward, soft, "W"),
+            "tanh": (lambda p: tanh_forward(p, X)[1], tanh_backward, snap, "W0")}
+    tables = {net: gradient_check(lambda p: nll_cost(logits(p), Y), lambda p: backward(p, X, Y),
+                                  params, rng, s.n_coords, s.step, {W_in: lit})
+              for net, (logits, backward, params, W_in) in nets.items()}
     rows = [{"network": net, **r, "index": "/".join(map(str, r["index"]))}
             for net, table in tables.items() for r in table]
     print(f"{'network':8} {'array':5} {'index':>9} {'analytic':>16} {'numeric':>16} {'rel.err':>9}")
@@ -617,29 +497,26 @@ def part3(run: runs.Run) -> None:
     metrics.update({f"{net}_coordinates_checked": len(t) for net, t in tables.items()})
     for net in tables:
         print(f"{net}: largest relative error {metrics[f'{net}_max_rel_error']:.2e} (bar: 1e-7)")
-    run.record("part3", {**asdict(s), "table": "results/digits_part3_gradcheck.csv"}, metrics, [],
-               time.perf_counter() - start)
+    return {"settings": {**asdict(s), "table": "results/digits_part3_gradcheck.csv"},
+            "metrics": metrics}
 
 
-def part4(run: runs.Run) -> None:
+def part4(run: runs.Run, s: Part4, data: Digits) -> dict:
     """Mini-batch training of the softmax net, then of the tanh net from snapshot50.pkl."""
-    start, rng, s = time.perf_counter(), run.rng(4), run.settings(Part4)
-    data = load_digits(run)
-    X_all, Y_all = to_inputs(data["train_x"]), one_hot(data["train_y"])
-    if s.n_val > len(X_all) - max(s.softmax.batch_size, s.tanh.batch_size):
-        raise inputs.UserError(f"--set n_val={s.n_val}: leaves less than a batch of the "
-                               f"{len(X_all):,} training images to train on")
+    rng, mnist = run.rng(4), data.mnist
+    X_all, Y_all = to_inputs(mnist["train_x"]), one_hot(mnist["train_y"])
     perm = rng.permutation(len(X_all))
     fit, val = np.sort(perm[s.n_val:]), np.sort(perm[:s.n_val])
     sub = fit[rng.choice(len(fit), min(s.n_train_eval, len(fit)), replace=False)]
     sets = {"train": (X_all[sub], Y_all[sub]), "val": (X_all[val], Y_all[val]),
-            "test": (to_inputs(data["test_x"]), one_hot(data["test_y"]))}
+            "test": (to_inputs(mnist["test_x"]), one_hot(mnist["test_y"]))}
     nets = {"softmax": ("Softmax 784-10 network", softmax_backward, s.softmax),
             "tanh": ("Tanh 784-300-10 network from snapshot50.pkl", tanh_backward, s.tanh)}
     metrics, curves, timings, figures, params = {}, {}, {}, [], {}
     for net, (title, backward, sgd) in nets.items():
         print(f"{title}: {len(fit)} training, {len(val)} validation images; {sgd}")
-        params[net] = init_softmax_params(rng) if net == "softmax" else load_snapshot()
+        params[net] = (init_softmax_params(rng) if net == "softmax" else  # trained in place
+                       {k: v.copy() for k, v in data.snapshot.items()})
         clock = time.perf_counter()
         curves[net], timings[f"{net}_epoch_seconds"] = train_with_curves(
             params[net], backward, X_all[fit], Y_all[fit], sets, sgd, rng, net)
@@ -659,9 +536,9 @@ def part4(run: runs.Run) -> None:
         f"unit {u}\n-> {W1[u].argmax()}" for u in shown], f"Tanh network: input weights of the "
         f"{len(shown)} hidden units with the largest outgoing weights (-> the output each excites "
         "most)"), "digits_part4_tanh_hidden"))
-    run.record("part4", {**asdict(s), "n_fit": len(fit), "n_test": len(data["test_y"]),
-               "train_curve_subset": len(sub)}, metrics, figures, time.perf_counter() - start,
-               timings, curves=curves)
+    return {"settings": {**asdict(s), "n_fit": len(fit), "n_test": len(mnist["test_y"]),
+                         "train_curve_subset": len(sub)},
+            "metrics": metrics, "figures": figures, "timings": timings, "curves": curves}
 
 
 def sweep(values, n_seeds: int, trial, what: str) -> dict:
@@ -676,24 +553,19 @@ def sweep(values, n_seeds: int, trial, what: str) -> dict:
     return out
 
 
-def part5(run: runs.Run) -> None:
+def part5(run: runs.Run, s: Part5, data: Digits) -> dict:
     """Linear regression (quadratic cost) vs multinomial logistic regression under corruption."""
-    start, s = time.perf_counter(), run.settings(Part5)
-    data = load_digits(run)
-    rarest = int(np.bincount(data["train_y"], minlength=N_CLASSES).min())
-    if s.per_digit > rarest:
-        raise inputs.UserError(f"--set per_digit={s.per_digit}: the training images hold only "
-                               f"{rarest} of the rarest digit")
-    X_test, y_test = to_inputs(data["test_x"], np.float64), data["test_y"]
+    mnist = data.mnist
+    X_test, y_test = to_inputs(mnist["test_x"], np.float64), mnist["test_y"]
     fits, drawn = (fit_linear_quadratic, fit_logistic), {}
 
     def noisy_mnist(scale, seed):
         r = run.rng(5, seed)
-        idx = np.concatenate([r.choice(np.flatnonzero(data["train_y"] == d), s.per_digit,
+        idx = np.concatenate([r.choice(np.flatnonzero(mnist["train_y"] == d), s.per_digit,
                                        replace=False) for d in range(N_CLASSES)])
-        X = to_inputs(data["train_x"][idx], np.float64)
+        X = to_inputs(mnist["train_x"][idx], np.float64)
         X = X + scale * r.standard_normal(X.shape)  # noise on the training images only
-        T = one_hot(data["train_y"][idx], dtype=np.float64)
+        T = one_hot(mnist["train_y"][idx], dtype=np.float64)
         return [accuracy_affine(fit(X, T, s.gd_iterations), X_test, y_test) for fit in fits]
 
     def far_points(distance, seed):
@@ -711,13 +583,14 @@ def part5(run: runs.Run) -> None:
     if drawn:
         figures.append(run.figure(plot_boundaries(s, **drawn), "digits_part5_boundaries"))
     i, j = s.noise_scales.index(s.report_noise), s.outlier_distances.index(s.outlier_report)
-    metrics = {**{f"noise_{m}_test_accuracy": float(np.mean(noise[m][i])) for m in noise},
-               **{f"outlier2d_{m}_test_accuracy": float(np.mean(outliers[m][j])) for m in noise}}
     print("The quadratic cost's gradient (o - t) x grows with |o - t|: far points dominate the "
           "fit. The log-probability's, (p - t) x with |p - t| <= 1, stays bounded.")
-    run.record("part5", {**asdict(s), "test_images": len(y_test)}, metrics, figures,
-               time.perf_counter() - start, sweep={"noise_scales": s.noise_scales, "noise": noise,
-               "outlier_distances": s.outlier_distances, "outlier2d": outliers})
+    return {"settings": {**asdict(s), "test_images": len(y_test)}, "figures": figures,
+            "metrics": {**{f"noise_{m}_test_accuracy": float(np.mean(noise[m][i])) for m in noise},
+                        **{f"outlier2d_{m}_test_accuracy": float(np.mean(outliers[m][j]))
+                           for m in noise}},
+            "sweep": {"noise_scales": s.noise_scales, "noise": noise,
+                      "outlier_distances": s.outlier_distances, "outlier2d": outliers}}
 
 
 def cpu_seconds(fn, repeats: int, round_seconds: float) -> float:
@@ -730,9 +603,9 @@ def cpu_seconds(fn, repeats: int, round_seconds: float) -> float:
         return min(timer.repeat(repeats, number)) / number
 
 
-def part6(run: runs.Run) -> None:
+def part6(run: runs.Run, s: Part6, data: Digits) -> dict:
     """Backprop vs per-weight gradients: predicted and measured cost over a grid of N and K."""
-    start, rng, s, rows = time.perf_counter(), run.rng(6), run.settings(Part6), []
+    rng, rows = run.rng(6), []
     print(" N   K  backprop MACs  per-weight MACs  predicted  measured")
     for N in s.layers:
         for K in s.units:
@@ -743,8 +616,7 @@ def part6(run: runs.Run) -> None:
             assert differ < 1e-10, f"per-weight and backprop gradients differ by {differ}"
             t_bp = cpu_seconds(lambda: deep_backprop(Ws, x, y), s.repeats, s.round_seconds)
             t_pw = cpu_seconds(lambda: deep_per_weight(Ws, x, y), s.repeats, s.round_seconds)
-            c_bp, c_pw = predicted_cost(N, K)
-            c_nc = predicted_cost_no_cache(N, K)
+            c_bp, c_pw, c_nc = predicted_cost(N, K)
             rows.append({"N": N, "K": K, "backprop_macs": c_bp, "per_weight_macs": c_pw,
                          "predicted_speedup": c_pw / c_bp, "per_weight_no_cache_macs": c_nc,
                          "predicted_speedup_no_cache": c_nc / c_bp, "backprop_seconds": t_bp,
@@ -752,26 +624,23 @@ def part6(run: runs.Run) -> None:
                          "max_gradient_difference": differ})
             print(f"{N:>2} {K:>3} {c_bp:>14} {c_pw:>16} {c_pw / c_bp:>10.1f} {t_pw / t_bp:>9.1f}")
     print("Backprop shares dC/dh among a layer's weights: ~3 N K^2 multiply-adds, not N^2 K^4 / 2")
-    metrics = {"max_measured_speedup": max(r["measured_speedup"] for r in rows),
-               "max_predicted_speedup": max(r["predicted_speedup"] for r in rows),
-               "max_predicted_speedup_no_cache": max(r["predicted_speedup_no_cache"]
-                                                     for r in rows)}
-    run.record("part6", s, metrics, [run.figure(plot_speedups(rows), "digits_part6_speedup")],
-               time.perf_counter() - start, grid=rows)
+    return {"metrics": {f"max_{k}": max(r[k] for r in rows) for k in (
+                "measured_speedup", "predicted_speedup", "predicted_speedup_no_cache")},
+            "figures": [run.figure(plot_speedups(rows), "digits_part6_speedup")], "grid": rows}
 
 
 # ==== Command line ================================================================
+PARTS = {"part1": runs.Part(part1), "part2": runs.Part(part2),
+         "part3": runs.Part(part3, Part3, Part3.check),
+         "part4": runs.Part(part4, Part4, Part4.check),
+         "part5": runs.Part(part5, Part5, Part5.check), "part6": runs.Part(part6, Part6)}
 
-SETTINGS = {"part1": None, "part2": None, "part3": Part3, "part4": Part4, "part5": Part5,
-            "part6": Part6}
 
-
-def main(argv=None) -> None:
-    args = runs.parser(__doc__, SETTINGS).parse_args(argv)
-    run, names = runs.start("digits.py", args, SETTINGS)
-    for name in names:
-        print(f"===== digits.py {name} (seed {run.seed}{', quick' if run.quick else ''}) =====")
-        globals()[name](run)  # part1 .. part6 above
+def main(argv=None) -> dict:
+    args = runs.parser(__doc__, {n: part.settings for n, part in PARTS.items()}).parse_args(argv)
+    data = Digits(args.quick)  # each input read once, by the first check or part that needs it
+    run, names = runs.start("digits.py", args, PARTS, context=(data,))
+    return runs.run_parts(run, PARTS, names, data)
 
 
 if __name__ == "__main__":

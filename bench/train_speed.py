@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info  # noqa: E402  (installed with scikit-learn)
 
 import digits  # noqa: E402  (NumPy and matplotlib only)
-from apparatus import runs  # noqa: E402
+from apparatus import digitdata, runs  # noqa: E402
 from apparatus.runs import setting  # noqa: E402
 
 
@@ -211,12 +211,12 @@ def main(argv=None) -> None:
         done = subprocess.run([sys.executable, __file__, *(argv or sys.argv[1:])], env=env)
         raise SystemExit(done.returncode)
     s, rng = run.settings(Bench), run.rng()
-    data = digits.load_mnist()  # sorted by digit: a random subset under --quick
+    data = digitdata.load_mnist()  # sorted by digit: a random subset under --quick
     train, test = (rng.permutation(len(data[f"{k}_y"]))[:n]
                    for k, n in (("train", s.train_images), ("test", s.test_images)))
     X, y = digits.to_inputs(data["train_x"][train]), data["train_y"][train]
     X_test, y_test = digits.to_inputs(data["test_x"][test]), data["test_y"][test]
-    params = digits.load_snapshot()
+    params = digitdata.load_snapshot()
     settings = {**asdict(s), "arms": args.arms, "threads": args.threads, "dtype": "float32",
                 "architecture": "784-300-10, tanh hidden, softmax output, cross-entropy",
                 "cpu_count": os.cpu_count(), "blas_threads": [  # OpenBLAS busy-waits under load

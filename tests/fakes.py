@@ -6,9 +6,9 @@ import pickle
 import numpy as np
 from PIL import Image
 
-import digits
 import get_all_imgs as gai
 from apparatus import facedata
+from apparatus.digitdata import SNAPSHOT_SHAPES
 
 # ---- digits.py: stand-ins for mnist_all.mat and snapshot50.pkl --------------------------------
 
@@ -25,7 +25,7 @@ def write_mnist(path, rng, n_train=40, n_test=12, change=None):
 
 def write_snapshot(path, rng, change=None):
     obj = {k: (0.05 * rng.standard_normal(s)).astype(np.float32)
-           for k, s in digits.SNAPSHOT_SHAPES.items()}
+           for k, s in SNAPSHOT_SHAPES.items()}
     if change:
         change(obj)
     with open(path, "wb") as f:

@@ -38,7 +38,7 @@ import digits
 import faces
 import get_all_imgs as gai
 import myalexnet
-from apparatus import facedata, inputs, runs
+from apparatus import digitdata, facedata, inputs, runs
 from apparatus.inputs import InputFormatError, MissingInputError, UserError
 from fakes import PNG, build, line, sha, write_mnist, write_snapshot
 
@@ -234,8 +234,8 @@ def mnist_value(value):
     def change(mat):
         mat["train2"] = mat["train2"].astype(np.float64)
         mat["train2"][1, 100] = value
-    return lambda path: digits.load_mnist(write_mnist(path, np.random.default_rng(0), 3, 2,
-                                                      change))
+    return lambda path: digitdata.load_mnist(write_mnist(path, np.random.default_rng(0), 3, 2,
+                                                         change))
 
 
 def faces_change(change):
@@ -244,7 +244,7 @@ def faces_change(change):
 
 def snapshot_nan(path):
     nan_b0 = lambda o: o["b0"].__setitem__(7, np.nan)  # noqa: E731
-    return digits.load_snapshot(write_snapshot(path, np.random.default_rng(0), nan_b0))
+    return digitdata.load_snapshot(write_snapshot(path, np.random.default_rng(0), nan_b0))
 
 
 @pytest.mark.parametrize("name, load, words", [
@@ -284,17 +284,17 @@ def run_with_timeout(code: str, timeout: float) -> subprocess.CompletedProcess:
 def test_nested_shared_lists_are_refused_in_well_under_a_second(tmp_path):
     nested = shared_nesting()
     snapshot = tmp_path / "snapshot50.pkl"
-    snapshot.write_bytes(pickle.dumps({k: nested for k in digits.SNAPSHOT_SHAPES}, protocol=2))
+    snapshot.write_bytes(pickle.dumps({k: nested for k in digitdata.SNAPSHOT_SHAPES}, protocol=2))
     alexnet = tmp_path / "bvlc_alexnet.npy"
     np.save(alexnet, np.array({"conv1": [nested, nested]}, dtype=object), allow_pickle=True)
     assert snapshot.stat().st_size < 300 and alexnet.stat().st_size < 500
-    code = ("import time, digits, myalexnet\n"
-            f"for load, path in ((digits.load_snapshot, {str(snapshot)!r}),\n"
+    code = ("import time, myalexnet\nfrom apparatus import digitdata, inputs\n"
+            f"for load, path in ((digitdata.load_snapshot, {str(snapshot)!r}),\n"
             f"                   (myalexnet.load_weights, {str(alexnet)!r})):\n"
             "    t0 = time.perf_counter()\n"
             "    try:\n"
             "        load(path)\n"
-            "    except digits.inputs.InputFormatError as err:\n"
+            "    except inputs.InputFormatError as err:\n"
             "        print(f'{time.perf_counter() - t0:.3f}', str(err)[:70].replace(' ', '_'))\n")
     done = run_with_timeout(code, 10)  # without the type check: hours, and memory without end
     times = [float(word.split()[0]) for word in done.stdout.splitlines()]
@@ -434,7 +434,7 @@ def test_keras_mnist_npz_serves_when_mnist_all_mat_is_absent(tmp_path, monkeypat
     monkeypatch.setattr(inputs, "DATA_DIR", tmp_path / "data")
     monkeypatch.setenv("DEEPNN_DATA", str(shared))
     monkeypatch.setattr(inputs, "download_input", lambda *a, **k: pytest.fail("a download"))
-    data = digits.load_mnist()
+    data = digitdata.load_mnist()
     for s in x:  # by digit, each digit's rows in their order in the file
         want = np.concatenate([x[s][y[s] == d] for d in range(10)])
         np.testing.assert_array_equal(data[f"{s}_x"], want)
@@ -442,18 +442,18 @@ def test_keras_mnist_npz_serves_when_mnist_all_mat_is_absent(tmp_path, monkeypat
         assert data[f"{s}_x"].dtype == np.uint8 and data[f"{s}_y"].dtype == np.int64
     monkeypatch.setitem(inputs.REGISTRY, "mnist_all.mat", (None, ()))  # any .mat is good here
     write_mnist(shared / "mnist_all.mat", rng, 2, 1)
-    assert len(digits.load_mnist()["train_y"]) == 20  # a good mnist_all.mat comes first
+    assert len(digitdata.load_mnist()["train_y"]) == 20  # a good mnist_all.mat comes first
     keras_mnist(tmp_path / "float.npz", {"train": x["train"] / 255.0, "test": x["test"]}, y)
     with pytest.raises(InputFormatError, match="float.npz: x_train, y_train are not uint8"):
-        digits.load_mnist(tmp_path / "float.npz")
+        digitdata.load_mnist(tmp_path / "float.npz")
 
 
 def test_real_mnist_npz_round_trips(real_data, tmp_path):
-    data = digits.load_mnist(real_data("mnist_all.mat"))
+    data = digitdata.load_mnist(real_data("mnist_all.mat"))
     rng, x, y = np.random.default_rng(1), {}, {}
     for s in ("train", "test"):
         x[s], y[s] = interleaved(data[f"{s}_x"], data[f"{s}_y"], rng)
-    again = digits.load_mnist(keras_mnist(tmp_path / "mnist.npz", x, y))
+    again = digitdata.load_mnist(keras_mnist(tmp_path / "mnist.npz", x, y))
     for key, value in data.items():
         np.testing.assert_array_equal(again[key], value)
 

@@ -6,6 +6,7 @@ test_real_data checks the real files where present.
 """
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import digits
-from apparatus import inputs, runs
+from apparatus import digitdata, inputs, runs
 from fakes import write_mnist, write_snapshot
 
 # --------------------------------------------------------------------------- helpers
@@ -110,7 +111,8 @@ def test_backprop_equals_per_weight_gradients():
     x, y = rng.standard_normal(5), rng.uniform(-0.5, 0.5, 5)
     for a, b in zip(digits.deep_backprop(Ws, x, y), digits.deep_per_weight(Ws, x, y)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
-    assert digits.predicted_cost(3, 5) == (8 * 25, 3 * 25 + 625 * 3 + 2 * 3 * 125)
+    per_weight = 3 * 25 + 625 * 3 + 2 * 3 * 125
+    assert digits.predicted_cost(3, 5) == (8 * 25, per_weight, per_weight - 75 + 75 ** 2)
 
 
 # --------------------------------------------------------------------------- training
@@ -189,7 +191,7 @@ def test_cosine_schedule_decays_to_zero():
 
 def test_load_mnist_reads_a_well_formed_file(tmp_path):
     path = write_mnist(tmp_path / "mnist_all.mat", np.random.default_rng(0), 7, 3)
-    data = digits.load_mnist(path)
+    data = digitdata.load_mnist(path)
     assert data["train_x"].shape == (70, 784) and data["train_x"].dtype == np.uint8
     assert data["test_x"].shape == (30, 784)
     np.testing.assert_array_equal(np.bincount(data["train_y"]), [7] * 10)
@@ -200,7 +202,7 @@ def test_load_mnist_accepts_whole_floats(tmp_path):
     def as_float(mat):
         mat["train2"] = mat["train2"].astype(np.float64)
     path = write_mnist(tmp_path / "whole.mat", np.random.default_rng(1), 5, 2, as_float)
-    assert digits.load_mnist(path)["train_x"].dtype == np.uint8
+    assert digitdata.load_mnist(path)["train_x"].dtype == np.uint8
 
 
 @pytest.mark.parametrize("change, words", [
@@ -209,7 +211,7 @@ def test_load_mnist_accepts_whole_floats(tmp_path):
 def test_load_mnist_rejects_wrong_or_missing_arrays(tmp_path, change, words):
     path = write_mnist(tmp_path / "mnist_all.mat", np.random.default_rng(0), 5, 2, change)
     with pytest.raises(inputs.InputFormatError, match=words) as err:
-        digits.load_mnist(path)
+        digitdata.load_mnist(path)
     assert "mnist_all.mat" in str(err.value)
 
 
@@ -217,18 +219,18 @@ def test_load_mnist_rejects_a_corrupt_file(tmp_path):
     path = tmp_path / "mnist_all.mat"
     path.write_bytes(b"MATLAB 5.0 MAT-file, this is not really one" + os.urandom(200))
     with pytest.raises(inputs.InputFormatError, match="mnist_all.mat"):
-        digits.load_mnist(path)
+        digitdata.load_mnist(path)
 
 
 def test_load_snapshot_checks_shapes_and_values(tmp_path):
     rng = np.random.default_rng(0)
-    params = digits.load_snapshot(write_snapshot(tmp_path / "snapshot50.pkl", rng))
-    assert {k: v.shape for k, v in params.items()} == digits.SNAPSHOT_SHAPES
+    params = digitdata.load_snapshot(write_snapshot(tmp_path / "snapshot50.pkl", rng))
+    assert {k: v.shape for k, v in params.items()} == digitdata.SNAPSHOT_SHAPES
     assert all(v.dtype == np.float32 for v in params.values())
     for change, words in ((lambda o: o.update(W1=o["W1"][:, :9]), "W1"),
                           (lambda o: o.pop("b1"), "W0, b0, W1, b1")):
         with pytest.raises(inputs.InputFormatError, match=words) as err:
-            digits.load_snapshot(write_snapshot(tmp_path / "bad.pkl", rng, change))
+            digitdata.load_snapshot(write_snapshot(tmp_path / "bad.pkl", rng, change))
         assert "bad.pkl" in str(err.value)
 
 
@@ -241,7 +243,7 @@ def test_load_snapshot_refuses_a_pickle_that_would_run_code(tmp_path):
     path = tmp_path / "snapshot50.pkl"
     path.write_bytes(pickle.dumps({"W0": _RunsCode()}, protocol=2))
     with pytest.raises(inputs.InputFormatError, match="refused"):
-        digits.load_snapshot(path)
+        digitdata.load_snapshot(path)
 
 
 def test_a_missing_input_stops_before_any_output_with_one_clear_message(tmp_path, monkeypatch):
@@ -306,15 +308,27 @@ def test_a_set_override_changes_the_recorded_settings_of_a_trial(fake_inputs, tm
         digits.main(["part3", "--set", "no_such=1", "--out", str(out)])
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["part5", "--set", "per_digit=500"], "per_digit=500: the training images hold only 220 of"),
-    (["part4", "--set", "n_val=2150"], "n_val=2150: leaves less than a batch of the 2,200"),
-])
-def test_a_setting_larger_than_the_data_is_refused_before_training(fake_inputs, tmp_path, argv,
-                                                                   words):
-    with pytest.raises(inputs.UserError, match=words):
-        digits.main(argv + ["--out", str(tmp_path / "out")])
-    assert not (tmp_path / "out" / "results").exists()
+@pytest.mark.parametrize("name, value, part, most", [
+    ("n_images", 10**7, "part3", "2,000"), ("n_val", 1950, "part4", "1,900"),
+    ("per_digit", 500, "part5", r"\d+")])  # of the 2,000 training images under --quick
+def test_a_setting_larger_than_the_data_stops_every_part_before_any_runs(
+        fake_inputs, tmp_path, capsys, name, value, part, most):
+    with pytest.raises(SystemExit) as stop:  # "all": parts 1 and 2 come first
+        runs.main_guard(lambda: digits.main(["all", "--quick", "--set", f"{name}={value}",
+                                             "--out", str(tmp_path / "out")]))
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2 and err.count("\n") == 1
+    assert re.match(f"error: --set {name}={value}: {part} can take at most {most} \\(", err)
+    assert "=====" not in out and not (tmp_path / "out").exists()  # no part began
+
+
+def test_a_quick_slice_larger_than_the_data_stops_before_any_part(fake_inputs, tmp_path, capsys):
+    write_mnist(fake_inputs / "mnist_all.mat", np.random.default_rng(0), 150, 100)
+    with pytest.raises(SystemExit) as stop:
+        runs.main_guard(lambda: digits.main(["--quick", "--out", str(tmp_path / "out")]))
+    assert stop.value.code == 2 and capsys.readouterr().err == (
+        "error: --quick takes 2000 train images; MNIST holds only 1500\n")
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- the real files
@@ -324,12 +338,12 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_real_data(real_data):
-    data = digits.load_mnist(real_data("mnist_all.mat"))
+    data = digitdata.load_mnist(real_data("mnist_all.mat"))
     assert data["train_x"].shape == (60000, 784) and data["test_x"].shape == (10000, 784)
     assert np.bincount(data["train_y"]).tolist() == TRAIN_COUNTS
     assert np.bincount(data["test_y"]).tolist() == TEST_COUNTS
     assert data["train_x"].max() == 255 and data["train_x"].min() == 0
-    params = digits.load_snapshot(real_data("snapshot50.pkl"))
+    params = digitdata.load_snapshot(real_data("snapshot50.pkl"))
     # the handout's partly trained network: about 44% on the test set (inputs in 0..1)
     accuracy = digits.cost_and_accuracy(params, digits.to_inputs(data["test_x"]),
                                         digits.one_hot(data["test_y"]))[1]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import digits
+from apparatus import digitdata
 
 
 def tensorflow_cost_and_gradient(params, X, Y):
@@ -35,8 +36,8 @@ def test_numpy_gradient_equals_tensorflow_gradient():
 def test_numpy_gradient_equals_tensorflow_gradient_at_snapshot50(real_data):
     """The same comparison on the handout's weights and 20 real MNIST images."""
     params = {k: v.astype(np.float64)
-              for k, v in digits.load_snapshot(real_data("snapshot50.pkl")).items()}
-    data = digits.load_mnist(real_data("mnist_all.mat"))
+              for k, v in digitdata.load_snapshot(real_data("snapshot50.pkl")).items()}
+    data = digitdata.load_mnist(real_data("mnist_all.mat"))
     idx = np.random.default_rng(7).choice(60000, 20, replace=False)
     X = digits.to_inputs(data["train_x"][idx], np.float64)
     Y = digits.one_hot(data["train_y"][idx], dtype=np.float64)
