@@ -5,6 +5,7 @@
 * ``runs``      one run of a script: the settings dataclass of a part with ``--quick`` and
                 ``--set name=value`` applied, the seed, where outputs go (a trial writes under
                 ``runs/<tag>/``), figures, and ``results/<script>_<part>.json``.
+* ``digitdata`` MNIST and ``snapshot50.pkl`` for digits.py, checked and read once per run.
 * ``facedata``  the face datasets of one actor set and their duplicate-aware split (faces.py and
                 deepfaces.py both use them).
 
