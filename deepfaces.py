@@ -10,9 +10,8 @@
   the training faces that drive it most.
 
 Backbones (``--backbone``): ``mobilenet`` (default), Keras's ImageNet MobileNet v1 (alpha 1.0,
-224x224) with ``mobilenet_1_0_224_imagenet.weights.h5`` from the data search path; ``alexnet``,
-the handout's AlexNet (myalexnet.py, ``bvlc_alexnet.npy``) at conv4. Maps 14 cells wide or wider
-are average-pooled 2x2: fewer inputs, the layout Part 11 draws kept. Features are cached in data/.
+``mobilenet_1_0_224_imagenet.weights.h5`` from the data search path), or ``alexnet``, the
+handout's AlexNet (myalexnet.py, ``bvlc_alexnet.npy``) at conv4. Features are cached in data/.
 
 Run after ``python get_all_imgs.py`` (the RGB faces, and the gray ones the split is made on):
     python deepfaces.py                         # part10 then part11; part10 | part11 | all
@@ -83,14 +82,15 @@ class Part11:  # what it draws; the network and its training settings: Part 10's
 
 
 # ======================================================================================
-# The backbones: a batch of uint8 RGB faces -> activations of the chosen layers
+# The backbones (a batch of uint8 RGB faces -> activations of some layers), the feature cache
 # ======================================================================================
 
-def pool_factor(shape: tuple) -> int:  # 2 for (h, w, c) maps >= 14 cells wide, even sides
+def pool_factor(shape: tuple) -> int:  # 2x2 cells averaged on maps >= 14 wide: fewer inputs
     return 2 if len(shape) == 3 and shape[0] >= 14 and shape[0] % 2 == 0 else 1
 
 
-def avg_pool(a, p: int):
+def avg_pool(a, shape: tuple):
+    p = pool_factor(shape)
     return tf.nn.avg_pool2d(a, p, p, "VALID") if p > 1 else a  # p x p cells -> their mean
 
 
@@ -111,7 +111,6 @@ def mobilenet(layers):
         raise UserError(f"--set layer_sweep: {err}") from None
     model = keras.Model(base.input, outputs)
     shapes = {n: tuple(int(d) for d in out.shape[1:]) for n, out in zip(layers, outputs)}
-    pools = [pool_factor(shapes[n]) for n in layers]
 
     @tf.function(input_signature=[tf.TensorSpec([None, *SIZE, 3], tf.uint8)])
     def extract(batch):  # as the weights expect: antialiased resize to 224, then x / 127.5 - 1
@@ -119,7 +118,7 @@ def mobilenet(layers):
                             antialias=True)
         acts = model(keras.applications.mobilenet.preprocess_input(x), training=False)
         acts = acts if isinstance(acts, (list, tuple)) else [acts]
-        return [avg_pool(a, p) for a, p in zip(acts, pools)]
+        return [avg_pool(a, shapes[n]) for a, n in zip(acts, layers)]
 
     return extract, shapes, f"{weights.name}:{inputs.sha256_file(weights)}"
 
@@ -134,14 +133,10 @@ def alexnet(layers):  # myalexnet's AlexNet cut at ``layers``: as mobilenet()
             weights = myalexnet.load_weights(path, max(layers, key=myalexnet.LAYER_NAMES.index))
             nets.extend(myalexnet.make_extractor(weights, stop_at=n) for n in layers)
         x = tf.constant(myalexnet.preprocess(batch))
-        return [avg_pool(net(x), pool_factor(shapes[n])) for net, n in zip(nets, layers)]
+        return [avg_pool(net(x), shapes[n]) for net, n in zip(nets, layers)]
 
     return extract, shapes, f"{path.name}:{inputs.sha256_file(path)}"
 
-
-# ======================================================================================
-# Feature extraction, cached in data/
-# ======================================================================================
 
 def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, actors) -> dict:
     """{layer: float16 (N, h, w, c)} of every image: a layer's cache in data/ when its key (sha256
@@ -189,11 +184,12 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
 
 
 # ======================================================================================
-# The faces, the split, the classifier on top
+# Parts: the faces and split, the classifier on top, Part 10, Part 11
 # ======================================================================================
 
 def prepare(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> dict:
-    """The RGB faces in the split, mirrored training faces after them, and their features."""
+    """The RGB faces in the split, mirrored training faces after them (split "train" holds both,
+    "train_eval" the real ones), and their features."""
     data = facedata.load_faces(actors, SIZE, "rgb", run.quick)
     record = facedata.load_split(actors, run.seed, run.quick)[2]
     split = facedata.rows_of(data["face_ids"], record)
@@ -211,11 +207,11 @@ def prepare(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> d
           f"{len(split['val'])} / test {len(split['test'])} (seed {run.seed}, as faces.py's)")
     feats = features_of(backbone, layers, np.concatenate([images, mirrored]), run, settings,
                         actors)
-    return {"images": images, "labels": labels, "face_ids": data["face_ids"][used],
-            "split": split, "groups": record.get("groups", []),
-            "labels_aug": np.concatenate([labels, labels[train][:len(mirrored)]]),
-            "split_aug": dict(split, train=np.concatenate([train, n + np.arange(len(mirrored))]),
-                              train_eval=train), **feats}
+    return {"images": images, "face_ids": data["face_ids"][used],
+            "groups": record.get("groups", []),
+            "labels": np.concatenate([labels, labels[train][:len(mirrored)]]),
+            "split": dict(split, train=np.concatenate([train, n + np.arange(len(mirrored))]),
+                          train_eval=train), **feats}
 
 
 def train_on_layer(features, labels, split: dict, settings: TrainSettings, seed: int) -> dict:
@@ -233,28 +229,21 @@ def train_on_layer(features, labels, split: dict, settings: TrainSettings, seed:
             "val_cost": val_cost}
 
 
-# ======================================================================================
-# Parts
-# ======================================================================================
-
 def part10(run: runs.Run, settings: Part10, actors, backbone: str) -> dict:
-    """Features of a pretrained network -> faces.py's tanh network; layer chosen on validation.
-    The chosen layer's network goes to the head file that Part 11 draws."""
-    layers = tuple(settings.layer_sweep or CANDIDATES[backbone])
-    prep = prepare(run, actors, backbone, settings, layers)
-    split, nets = prep["split_aug"], {}
+    """Features of a pretrained network -> faces.py's tanh network; layer chosen on validation."""
+    prep = prepare(run, actors, backbone, settings, settings.layer_sweep or CANDIDATES[backbone])
+    split, nets = prep["split"], {}
     for layer, features in prep["features"].items():
-        nets[layer] = r = train_on_layer(features, prep["labels_aug"], split,
+        nets[layer] = r = train_on_layer(features, prep["labels"], split,
                                          train_settings(settings), run.seed)
         print(f"  {layer:18s} {str(features.shape[1:]):16s} validation {r['accuracy']['val']:.4f}"
               f" (cost {r['val_cost']:.4f}) training {r['accuracy']['train']:.4f}")
     # the best validation accuracy; ties: the lower validation cost. The test set is not looked at
     layer = max(nets, key=lambda n: (nets[n]["accuracy"]["val"], -nets[n]["val_cost"]))
-    best, shape = nets[layer], prep["features"][layer].shape[1:]
+    best, shape, acc = nets[layer], prep["features"][layer].shape[1:], nets[layer]["accuracy"]
     inputs.save_npz(run.out / "results" / HEAD_FILE, layer=np.array(layer), rms=best["rms"],
                     seed=run.seed, quick=run.quick, actors=np.array(actors), backbone=backbone,
                     settings=json.dumps(runs.jsonable(settings)), **best["params"])
-    acc = best["accuracy"]
     # Part 7 of the same run folder (seed, --quick, actors), if on the same test faces
     p7 = runs.read_results_like(run, "faces.py", "part7", actors=actors)
     before = (p7["metrics"].get("test_accuracy") if p7 and p7["metrics"].get("n_test")
@@ -283,22 +272,21 @@ def part10(run: runs.Run, settings: Part10, actors, backbone: str) -> dict:
 
 
 def read_head(settings, run: runs.Run, actors, backbone: str, part10_first=False) -> dict:
-    """Part 10's head file of this run's seed, --quick, actors and backbone (checked before any
+    """Part 10's HEAD_FILE of this run's seed, --quick, actors and backbone (checked before any
     part runs unless part10 runs first); else a UserError with the command that makes it."""
     path = run.out / "results" / HEAD_FILE
     head = inputs.load_npz(path) if path.exists() and not part10_first else {}
     made = [head.get(k, np.array(None)).tolist() for k in ("seed", "quick", "actors", "backbone")]
     if part10_first or made == [run.seed, run.quick, list(actors), backbone]:
         return head
-    default_out = runs.Run(run.script, run.seed, run.quick, tags=run.tags).out
     options = {"--quick": run.quick, f"--seed {run.seed}": run.seed != runs.DEFAULT_SEED,
                f"--backbone {backbone}": backbone != "mobilenet",
                f'--actors "{",".join(actors)}"': tuple(actors) != facedata.DEFAULT_ACTORS,
-               f"--out {run.out}": run.out != default_out}
-    what = ("no Part 10 network" if not head else "Part 10's network of seed {}, quick {}, "
-            "actors {}, backbone {}, not of this run".format(*made))
-    raise UserError(f"{path}: {what}; part11 draws it. Make it with: python deepfaces.py part10"
-                    + "".join(f" {option}" for option, wanted in options.items() if wanted))
+               f"--out {run.out}": run.out != inputs.PROJECT_DIR}
+    what = "missing" if not head else f"of another seed, --quick, actors or backbone {made}"
+    command = " ".join(["python deepfaces.py part10", *(o for o, on in options.items() if on)])
+    raise UserError(f"{path}: Part 10's network, which part11 draws, is {what}. Make it with: "
+                    f"{command}")
 
 
 def contribution_map(x: np.ndarray, w: np.ndarray, grid_shape: tuple) -> np.ndarray:
@@ -308,8 +296,7 @@ def contribution_map(x: np.ndarray, w: np.ndarray, grid_shape: tuple) -> np.ndar
 
 
 def overlay(ax, image, heat, title: str) -> None:
-    """A face with a signed map stretched over it (bilinear): red raises the unit's input, blue
-    lowers it; colour limits +-max|map| per panel."""
+    """A face under a signed map (bilinear; red raises the unit's input), limits +-max|map|."""
     lim = max(float(np.abs(heat).max()), 1e-12)
     ax.imshow(image)
     ax.imshow(heat, cmap="RdBu_r", alpha=0.6, extent=(0, image.shape[1], image.shape[0], 0),
@@ -319,17 +306,15 @@ def overlay(ax, image, heat, title: str) -> None:
 
 
 def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
-    """Where the most useful hidden unit of each actor looks, and the faces that drive it most,
-    in the network of Part 10's head file."""
+    """Where the most useful hidden unit of each actor looks, and the faces that drive it most."""
     head = read_head(settings, run, actors, backbone)  # W0, b0, W1, b1 and what made them
     layer, W0, b0, W1 = str(head["layer"]), head["W0"], head["b0"], head["W1"]
     trained = Part10(**{k: tuple(v) if isinstance(v, list) else v
                         for k, v in json.loads(str(head["settings"])).items()})
-    print(f"layer {layer} and its network: part10's")
     prep = prepare(run, actors, backbone, trained, [layer])
     labels, split, features = prep["labels"], prep["split"], prep["features"][layer]
     X = features.reshape(len(features), -1).astype(np.float32) / float(head["rms"])  # as Part 10
-    train, grid = split["train"], features.shape[1:]
+    train, grid = split["train_eval"], features.shape[1:]
     H_act = hidden(head, X[train]).numpy()
     pre = X[train] @ W0 + b0  # pre-activations: unlike tanh they do not saturate, so they rank
 
@@ -346,22 +331,19 @@ def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
         u = units[actor] = int(next(j for j in np.argsort(scores)[::-1]
                                     if int(j) not in units.values()))
         sign = np.sign(W1[u, a]) or 1.0  # more input, more evidence for a
-        w = W0[:, u] * sign
         own = train[labels[train] == a]
-        mean_map = contribution_map(X[own].mean(axis=0), w, grid)
+        mean_map = contribution_map(X[own].mean(axis=0), W0[:, u] * sign, grid)
         centre_share.append(float(np.abs(mean_map)[centre].sum() / np.abs(mean_map).sum()))
         overlay(axes[a, 0], prep["images"][own].mean(axis=0) / 255.0, mean_map,
                 f"{actor}: unit {u}\nmean input map, own faces")
         drive = pre[:, u] * sign
         top = np.argsort(drive)[::-1]
         same_actor.append(float(np.mean(labels[train][top[:settings.n_top_score]] == a)))
-        first = {}  # group (or -1 - row for a photo without twins) -> its first face in top
-        for t in top:
-            first.setdefault(group_of.get(int(prep["face_ids"][train[t]]), -1 - int(t)), t)
-        shown = list(first.values())[:settings.n_top]
-        for col, t in enumerate(shown, start=1):
+        twins = [group_of.get(int(prep["face_ids"][train[t]]), -1 - int(t)) for t in top]
+        shown = top[np.sort(np.unique(twins, return_index=True)[1])][:settings.n_top]
+        for col, t in enumerate(shown, start=1):  # each photo's first copy in the ranking
             r = train[t]
-            overlay(axes[a, col], prep["images"][r], contribution_map(X[r], w, grid),
+            overlay(axes[a, col], prep["images"][r], contribution_map(X[r], W0[:, u] * sign, grid),
                     f"#{col}: {actors[labels[r]].split()[-1]}\ninput {drive[t]:+.1f}")
     fig.suptitle(f"Part 11: hidden units on {backbone} {layer} {grid}. Per actor the unit that "
                  "most raises their output; colour: where on the face its input comes from (sum "
@@ -382,8 +364,8 @@ def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
     for j, ax in zip(range(n), axes.ravel()):
         overlay(ax, mean_face, contribution_map(mean_x, W0[:, j] * np.sign(W1[j, favourite[j]]),
                                                 grid), f"{j}: +{actors[favourite[j]].split()[-1]}")
-    fig.suptitle(f"Part 11: every hidden unit's mean input map on the {grid[0]}x{grid[1]} grid "
-                 "(training faces; red raises the output of the actor named), over the mean face",
+    fig.suptitle(f"Part 11: every hidden unit's mean input map on the {grid[0]}x{grid[1]} grid, "
+                 "over the mean training face (red raises the output of the actor named)",
                  fontsize=8, wrap=True)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     figures.append(run.figure(fig, "deepfaces_part11_all_units"))
