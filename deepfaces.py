@@ -283,7 +283,8 @@ def read_head(settings, run: runs.Run, actors, backbone: str, part10_first=False
                f"--backbone {backbone}": backbone != "mobilenet",
                f'--actors "{",".join(actors)}"': tuple(actors) != facedata.DEFAULT_ACTORS,
                f"--out {run.out}": run.out != inputs.PROJECT_DIR}
-    what = "missing" if not head else f"of another seed, --quick, actors or backbone {made}"
+    what = "missing" if not head else ("of another run (seed {}, quick {}, actors {}, backbone {})"
+                                       .format(*made))
     command = " ".join(["python deepfaces.py part10", *(o for o, on in options.items() if on)])
     raise UserError(f"{path}: Part 10's network, which part11 draws, is {what}. Make it with: "
                     f"{command}")

@@ -101,7 +101,7 @@ def test_part11_alone_draws_part10s_file_and_gives_the_same_metrics(synthetic, t
         runs.main_guard(lambda: deepfaces.main(["part11", "--seed", "1", "--out", str(apart)]
                                                + args))
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.count("\n") == 1 and "another seed" in err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "of another run (seed 0" in err
     assert "python deepfaces.py part10 --quick --seed 1 --backbone alexnet --actors" in err
 
 
