@@ -161,7 +161,7 @@ def test_mobilenet_whole_path_and_one_cache_per_layer(mobilenet_weights, tmp_pat
               "conv_pw_13_relu": [7, 7, 1024]}  # 14x14 maps pooled 2x2, 7x7 ones not
     assert r10["feature_shape"] == shapes[r10["layer"]]
     assert len(list(mobilenet_weights.parent.glob(f"quick/features_mobilenet_*_{TAG}.npz"))) == 3
-    deepfaces.main(args + ["--set", "layer_sweep=conv_pw_13_relu"])  # every layer's cache stands alone
+    deepfaces.main(args + ["--set", "layer_sweep=conv_pw_13_relu"])  # each layer's own cache
     again = read(tmp_path, "part10")
     assert again["metrics"]["images_extracted_now"] == 0 and again["layer"] == "conv_pw_13_relu"
     assert again["metrics"]["validation_accuracy"] == r10["metrics"][
