@@ -1,23 +1,19 @@
 """Parts 10-11 of CSC411 (Winter 2017) Project 2: activations of a pretrained network as features.
 
-What it reproduces
-------------------
 * Part 10 -- the actors' faces (227x227 RGB crops) go through a network trained on ImageNet; the
   activations of one of its layers, chosen on validation, are the input of faces.py's tanh
-  network (the same trainer and the same split as Part 7, so the same test faces). Learning
-  curves, the test accuracy, and the error-rate reduction against Part 7 (1 - error here / there).
-* Part 11 -- for the most useful hidden unit of each actor, where on the face (which cells of the
-  feature grid) its input comes from, over the actor's mean face and over the training faces
-  that drive it most.
+  network (the same trainer and split as Part 7, so the same test faces). Learning curves, the
+  test accuracy, and the error-rate reduction against Part 7 (1 - error here / there). The chosen
+  layer and its network go to ``results/deepfaces_part10_head.npz``.
+* Part 11 -- for the most useful hidden unit of each actor in that network, where on the face
+  (which cells of the feature grid) its input comes from, over the actor's mean face and over
+  the training faces that drive it most.
 
 Backbones (``--backbone``): ``mobilenet`` (default), Keras's ImageNet MobileNet v1 (alpha 1.0,
-224x224) with the weights ``mobilenet_1_0_224_imagenet.weights.h5`` from the data search path;
-``alexnet``, the handout's AlexNet (myalexnet.py, ``bvlc_alexnet.npy``) at conv4. Maps 14 cells
-wide or wider are average-pooled 2x2: fewer inputs, and the layout Part 11 draws is kept. The
-features are cached in data/ (``features_<backbone>_<layer>_pool<p>_<actors>.npz``).
+``mobilenet_1_0_224_imagenet.weights.h5`` from the data search path), or ``alexnet``, the
+handout's AlexNet (myalexnet.py, ``bvlc_alexnet.npy``) at conv4. Features are cached in data/.
 
-Run (after ``python get_all_imgs.py``: the RGB faces, and the gray ones that the split is made on)
----
+Run after ``python get_all_imgs.py`` (the RGB faces, and the gray ones the split is made on):
     python deepfaces.py                         # part10 then part11; part10 | part11 | all
     python deepfaces.py --backbone alexnet      # --seed 0 --quick --out DIR --actors "A,B,C"
     python deepfaces.py part10 --set layer_sweep=conv_pw_13_relu --set hidden_units=32
@@ -25,6 +21,7 @@ Run (after ``python get_all_imgs.py``: the RGB faces, and the gray ones that the
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -48,6 +45,7 @@ MOBILENET_SIDE = 224   # MobileNet's native input side (a multiple of 32)
 # about 16 px; conv_pw_13 is the last, most ImageNet-specific block. AlexNet: the handout's conv4.
 CANDIDATES = {"mobilenet": ("conv_pw_9_relu", "conv_pw_11_relu", "conv_pw_13_relu"),
               "alexnet": ("conv4",)}
+HEAD_FILE = "deepfaces_part10_head.npz"  # in results/: Part 10's chosen layer and network
 
 
 # ======================================================================================
@@ -78,21 +76,21 @@ class Part10(TrainSettings):
 
 
 @dataclass(frozen=True)
-class Part11(Part10):
+class Part11:  # what it draws; the network and its training settings: Part 10's HEAD_FILE
     n_top: int = setting(4, ge=1)  # training faces shown per unit
     n_top_score: int = setting(10, ge=1)  # faces over which "same actor" is measured for the metric
 
 
 # ======================================================================================
-# The backbones: a batch of uint8 RGB faces -> activations of the chosen layers
+# The backbones (a batch of uint8 RGB faces -> activations of some layers), the feature cache
 # ======================================================================================
 
-def pool_factor(shape: tuple) -> int:
-    """2 for (h, w, c) maps 14 or more cells wide with an even side, else 1 (no pooling)."""
+def pool_factor(shape: tuple) -> int:  # 2x2 cells averaged on maps >= 14 wide: fewer inputs
     return 2 if len(shape) == 3 and shape[0] >= 14 and shape[0] % 2 == 0 else 1
 
 
-def avg_pool(a, p: int):
+def avg_pool(a, shape: tuple):
+    p = pool_factor(shape)
     return tf.nn.avg_pool2d(a, p, p, "VALID") if p > 1 else a  # p x p cells -> their mean
 
 
@@ -113,7 +111,6 @@ def mobilenet(layers):
         raise UserError(f"--set layer_sweep: {err}") from None
     model = keras.Model(base.input, outputs)
     shapes = {n: tuple(int(d) for d in out.shape[1:]) for n, out in zip(layers, outputs)}
-    pools = [pool_factor(shapes[n]) for n in layers]
 
     @tf.function(input_signature=[tf.TensorSpec([None, *SIZE, 3], tf.uint8)])
     def extract(batch):  # as the weights expect: antialiased resize to 224, then x / 127.5 - 1
@@ -121,13 +118,12 @@ def mobilenet(layers):
                             antialias=True)
         acts = model(keras.applications.mobilenet.preprocess_input(x), training=False)
         acts = acts if isinstance(acts, (list, tuple)) else [acts]
-        return [avg_pool(a, p) for a, p in zip(acts, pools)]
+        return [avg_pool(a, shapes[n]) for a, n in zip(acts, layers)]
 
     return extract, shapes, f"{weights.name}:{inputs.sha256_file(weights)}"
 
 
-def alexnet(layers):
-    """myalexnet's AlexNet cut at ``layers``: as :func:`mobilenet`."""
+def alexnet(layers):  # myalexnet's AlexNet cut at ``layers``: as mobilenet()
     path = myalexnet.find_weights()
     shapes = {n: myalexnet.layer_shapes(stop_at=n)[n] for n in layers}
     nets = []
@@ -137,21 +133,14 @@ def alexnet(layers):
             weights = myalexnet.load_weights(path, max(layers, key=myalexnet.LAYER_NAMES.index))
             nets.extend(myalexnet.make_extractor(weights, stop_at=n) for n in layers)
         x = tf.constant(myalexnet.preprocess(batch))
-        return [avg_pool(net(x), pool_factor(shapes[n])) for net, n in zip(nets, layers)]
+        return [avg_pool(net(x), shapes[n]) for net, n in zip(nets, layers)]
 
     return extract, shapes, f"{path.name}:{inputs.sha256_file(path)}"
 
 
-# ======================================================================================
-# Feature extraction, cached in data/
-# ======================================================================================
-
 def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, actors) -> dict:
-    """{layer: float16 (N, h, w, c)} of every image, from the cache or by one pass of the backbone.
-
-    A cache file holds ``key`` (sha256 of the pixels, the weights and the layer) and is used only
-    when the key, the shape and the values are right; otherwise it is made again.
-    """
+    """{layer: float16 (N, h, w, c)} of every image: a layer's cache in data/ when its key (sha256
+    of the pixels, weights, layer and pool), shape and values are right, else one backbone pass."""
     runs.seed_tensorflow(run.seed)  # deterministic ops
     extract, shapes, weights_id = (alexnet if backbone == "alexnet" else mobilenet)(layers)
     pixels = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
@@ -190,16 +179,17 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
                             images_per_second=np.float64(speeds[0]))  # zlib: slow, saves little
     print(f"features of {len(images)} faces: {extracted} extracted now, the rest from the cache")
     return {"features": found, "extracted": extracted, "images_per_second": min(speeds),
-            "layer_shapes": shapes,
-            "weights": weights_id, "cache": {n: str(c[0]) for n, c in caches.items()}}
+            "layer_shapes": shapes, "weights": weights_id,
+            "cache": {n: str(c[0]) for n, c in caches.items()}}
 
 
 # ======================================================================================
-# The faces, the split, the classifier on top
+# Parts: the faces and split, the classifier on top, Part 10, Part 11
 # ======================================================================================
 
 def prepare(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> dict:
-    """The RGB faces in the split, mirrored training faces after them, and their features."""
+    """The RGB faces in the split, mirrored training faces after them (split "train" holds both,
+    "train_eval" the real ones), and their features."""
     data = facedata.load_faces(actors, SIZE, "rgb", run.quick)
     record = facedata.load_split(actors, run.seed, run.quick)[2]
     split = facedata.rows_of(data["face_ids"], record)
@@ -217,11 +207,11 @@ def prepare(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> d
           f"{len(split['val'])} / test {len(split['test'])} (seed {run.seed}, as faces.py's)")
     feats = features_of(backbone, layers, np.concatenate([images, mirrored]), run, settings,
                         actors)
-    return {"images": images, "labels": labels, "face_ids": data["face_ids"][used],
-            "split": split, "groups": record.get("groups", []),
-            "labels_aug": np.concatenate([labels, labels[train][:len(mirrored)]]),
-            "split_aug": dict(split, train=np.concatenate([train, n + np.arange(len(mirrored))]),
-                              train_eval=train), **feats}
+    return {"images": images, "face_ids": data["face_ids"][used],
+            "groups": record.get("groups", []),
+            "labels": np.concatenate([labels, labels[train][:len(mirrored)]]),
+            "split": dict(split, train=np.concatenate([train, n + np.arange(len(mirrored))]),
+                          train_eval=train), **feats}
 
 
 def train_on_layer(features, labels, split: dict, settings: TrainSettings, seed: int) -> dict:
@@ -239,38 +229,24 @@ def train_on_layer(features, labels, split: dict, settings: TrainSettings, seed:
             "val_cost": val_cost}
 
 
-# ======================================================================================
-# Parts
-# ======================================================================================
-
-def part10(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> dict:
-    """Features of a pretrained network -> faces.py's tanh network; layer chosen on validation.
-
-    ``memo`` (a dict; main passes one to both parts) keeps the faces, their features and the
-    chosen layer's network for Part 11 in the same process; Part 11 alone makes them itself.
-    """
-    clock = time.perf_counter()
-    settings, memo = run.settings(Part10), {} if memo is None else memo
-    layers = tuple(settings.layer_sweep or CANDIDATES[backbone])
-    prep = memo[("faces", backbone, layers, settings.flip, settings.subset)] = prepare(
-        run, actors, backbone, settings, layers)
-    labels, split = prep["labels_aug"], prep["split_aug"]
-    nets = {}
+def part10(run: runs.Run, settings: Part10, actors, backbone: str) -> dict:
+    """Features of a pretrained network -> faces.py's tanh network; layer chosen on validation."""
+    prep = prepare(run, actors, backbone, settings, settings.layer_sweep or CANDIDATES[backbone])
+    split, nets = prep["split"], {}
     for layer, features in prep["features"].items():
-        nets[layer] = r = train_on_layer(features, labels, split, train_settings(settings),
-                                         run.seed)
+        nets[layer] = r = train_on_layer(features, prep["labels"], split,
+                                         train_settings(settings), run.seed)
         print(f"  {layer:18s} {str(features.shape[1:]):16s} validation {r['accuracy']['val']:.4f}"
               f" (cost {r['val_cost']:.4f}) training {r['accuracy']['train']:.4f}")
     # the best validation accuracy; ties: the lower validation cost. The test set is not looked at
     layer = max(nets, key=lambda n: (nets[n]["accuracy"]["val"], -nets[n]["val_cost"]))
-    best, shape = nets[layer], prep["features"][layer].shape[1:]
-    memo[("network", backbone, layer, train_settings(settings))] = best
-    acc = best["accuracy"]
-    # Part 7 of the same run folder (same seed, actors, --quick), if on the same test faces
-    p7 = runs.read_results("faces.py", "part7", run.out) or {}
-    same_faces = (p7.get("seed"), p7.get("quick"), p7.get("actors")) == (run.seed, run.quick,
-                                                                        list(actors))
-    before = (p7["metrics"].get("test_accuracy") if same_faces and p7["metrics"].get("n_test")
+    best, shape, acc = nets[layer], prep["features"][layer].shape[1:], nets[layer]["accuracy"]
+    inputs.save_npz(run.out / "results" / HEAD_FILE, layer=np.array(layer), rms=best["rms"],
+                    seed=run.seed, quick=run.quick, actors=np.array(actors), backbone=backbone,
+                    settings=json.dumps(runs.jsonable(settings)), **best["params"])
+    # Part 7 of the same run folder (seed, --quick, actors), if on the same test faces
+    p7 = runs.read_results_like(run, "faces.py", "part7", actors=actors)
+    before = (p7["metrics"].get("test_accuracy") if p7 and p7["metrics"].get("n_test")
               == len(split["test"]) else None)  # the split follows the seed and the actors
     reduction = None if before is None or before >= 1 else 1 - (1 - acc["test"]) / (1 - before)
     print(f"chosen on validation: {backbone} {layer}; test accuracy {acc['test']:.4f}; " + (
@@ -279,7 +255,6 @@ def part10(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
     fig = plot_learning_curves(best["history"], f"Part 10: {backbone} {layer} {shape} -> "
                                f"{settings.hidden_units} tanh -> {len(actors)} (test accuracy "
                                f"{acc['test']:.3f})")
-    figures = [run.figure(fig, "deepfaces_part10_curves")]
     metrics = {"test_accuracy": acc["test"], "validation_accuracy": acc["val"],
                "train_accuracy": acc["train"], "part7_test_accuracy": before,
                "error_rate_reduction": reduction,
@@ -288,13 +263,31 @@ def part10(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
                "best_iteration": best["history"]["best_iteration"], "n_test": len(split["test"]),
                **{f"validation_accuracy_{n}": r["accuracy"]["val"] for n, r in nets.items()},
                **{f"test_accuracy_{n}": r["accuracy"]["test"] for n, r in nets.items()}}
-    run.record("part10", settings, metrics, figures, time.perf_counter() - clock,
-               backbone=backbone, layer=layer, feature_shape=list(shape),
-               layer_shape=list(prep["layer_shapes"][layer]),
-               pool=pool_factor(prep["layer_shapes"][layer]), actors=list(actors),
-               cache=prep["cache"], weights=prep["weights"], feature_rms=best["rms"],
-               split={k: len(v) for k, v in split.items()})
-    return metrics
+    layer_shape = prep["layer_shapes"][layer]
+    return {"metrics": metrics, "figures": [run.figure(fig, "deepfaces_part10_curves")],
+            "backbone": backbone, "layer": layer, "feature_shape": list(shape),
+            "layer_shape": list(layer_shape), "pool": pool_factor(layer_shape),
+            "actors": list(actors), "cache": prep["cache"], "weights": prep["weights"],
+            "feature_rms": best["rms"], "split": {k: len(v) for k, v in split.items()}}
+
+
+def read_head(settings, run: runs.Run, actors, backbone: str, part10_first=False) -> dict:
+    """Part 10's HEAD_FILE of this run's seed, --quick, actors and backbone (checked before any
+    part runs unless part10 runs first); else a UserError with the command that makes it."""
+    path = run.out / "results" / HEAD_FILE
+    head = inputs.load_npz(path) if path.exists() and not part10_first else {}
+    made = [head.get(k, np.array(None)).tolist() for k in ("seed", "quick", "actors", "backbone")]
+    if part10_first or made == [run.seed, run.quick, list(actors), backbone]:
+        return head
+    options = {"--quick": run.quick, f"--seed {run.seed}": run.seed != runs.DEFAULT_SEED,
+               f"--backbone {backbone}": backbone != "mobilenet",
+               f'--actors "{",".join(actors)}"': tuple(actors) != facedata.DEFAULT_ACTORS,
+               f"--out {run.out}": run.out != inputs.PROJECT_DIR}
+    what = "missing" if not head else ("of another run (seed {}, quick {}, actors {}, backbone {})"
+                                       .format(*made))
+    command = " ".join(["python deepfaces.py part10", *(o for o, on in options.items() if on)])
+    raise UserError(f"{path}: Part 10's network, which part11 draws, is {what}. Make it with: "
+                    f"{command}")
 
 
 def contribution_map(x: np.ndarray, w: np.ndarray, grid_shape: tuple) -> np.ndarray:
@@ -304,8 +297,7 @@ def contribution_map(x: np.ndarray, w: np.ndarray, grid_shape: tuple) -> np.ndar
 
 
 def overlay(ax, image, heat, title: str) -> None:
-    """A face with a signed map stretched over it (bilinear): red raises the unit's input, blue
-    lowers it; colour limits +-max|map| per panel."""
+    """A face under a signed map (bilinear; red raises the unit's input), limits +-max|map|."""
     lim = max(float(np.abs(heat).max()), 1e-12)
     ax.imshow(image)
     ax.imshow(heat, cmap="RdBu_r", alpha=0.6, extent=(0, image.shape[1], image.shape[0], 0),
@@ -314,27 +306,17 @@ def overlay(ax, image, heat, title: str) -> None:
     ax.set(xticks=[], yticks=[])
 
 
-def part11(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> dict:
-    """Where the most useful hidden unit of each actor looks, and the faces that drive it most.
-    ``memo``: Part 10's faces and network of this run, if it ran in this process."""
-    clock = time.perf_counter()
-    settings, memo = run.settings(Part11), {} if memo is None else memo
-    p10 = runs.read_results("deepfaces.py", "part10", run.out) or {}
-    layers = tuple(settings.layer_sweep or CANDIDATES[backbone])
-    chosen = (p10.get("backbone") == backbone and p10.get("layer") in layers  # of this split
-              and (p10.get("seed"), p10.get("quick")) == (run.seed, run.quick))
-    layer = p10["layer"] if chosen else layers[0]
-    print(f"layer {layer}: " + ("part10's choice" if chosen else
-                                "no part10 result of this backbone and split, the first"))
-    prep = memo.get(("faces", backbone, layers, settings.flip, settings.subset)) or prepare(
-        run, actors, backbone, settings, [layer])
-    labels, split = prep["labels"], prep["split"]
-    net = memo.get(("network", backbone, layer, train_settings(settings))) or train_on_layer(
-        prep["features"][layer], prep["labels_aug"], prep["split_aug"], train_settings(settings),
-        run.seed)
-    X, train, grid = net["X"], split["train"], prep["features"][layer].shape[1:]
-    W0, b0, W1 = (net["params"][k] for k in ("W0", "b0", "W1"))
-    H_act = hidden(net["params"], X[train]).numpy()
+def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
+    """Where the most useful hidden unit of each actor looks, and the faces that drive it most."""
+    head = read_head(settings, run, actors, backbone)  # W0, b0, W1, b1 and what made them
+    layer, W0, b0, W1 = str(head["layer"]), head["W0"], head["b0"], head["W1"]
+    trained = Part10(**{k: tuple(v) if isinstance(v, list) else v
+                        for k, v in json.loads(str(head["settings"])).items()})
+    prep = prepare(run, actors, backbone, trained, [layer])
+    labels, split, features = prep["labels"], prep["split"], prep["features"][layer]
+    X = features.reshape(len(features), -1).astype(np.float32) / float(head["rms"])  # as Part 10
+    train, grid = split["train_eval"], features.shape[1:]
+    H_act = hidden(head, X[train]).numpy()
     pre = X[train] @ W0 + b0  # pre-activations: unlike tanh they do not saturate, so they rank
 
     import matplotlib.pyplot as plt
@@ -349,22 +331,20 @@ def part11(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
         scores = unit_usefulness(H_act, labels[train], W1, a)
         u = units[actor] = int(next(j for j in np.argsort(scores)[::-1]
                                     if int(j) not in units.values()))
-        w = W0[:, u] * (np.sign(W1[u, a]) or 1.0)  # signed: more input, more evidence for a
+        sign = np.sign(W1[u, a]) or 1.0  # more input, more evidence for a
         own = train[labels[train] == a]
-        mean_map = contribution_map(X[own].mean(axis=0), w, grid)
+        mean_map = contribution_map(X[own].mean(axis=0), W0[:, u] * sign, grid)
         centre_share.append(float(np.abs(mean_map)[centre].sum() / np.abs(mean_map).sum()))
         overlay(axes[a, 0], prep["images"][own].mean(axis=0) / 255.0, mean_map,
                 f"{actor}: unit {u}\nmean input map, own faces")
-        drive = pre[:, u] * (np.sign(W1[u, a]) or 1.0)
+        drive = pre[:, u] * sign
         top = np.argsort(drive)[::-1]
         same_actor.append(float(np.mean(labels[train][top[:settings.n_top_score]] == a)))
-        first = {}  # group (or -1 - row for a photo without twins) -> its first face in top
-        for t in top:
-            first.setdefault(group_of.get(int(prep["face_ids"][train[t]]), -1 - int(t)), t)
-        shown = list(first.values())[:settings.n_top]
-        for col, t in enumerate(shown, start=1):
+        twins = [group_of.get(int(prep["face_ids"][train[t]]), -1 - int(t)) for t in top]
+        shown = top[np.sort(np.unique(twins, return_index=True)[1])][:settings.n_top]
+        for col, t in enumerate(shown, start=1):  # each photo's first copy in the ranking
             r = train[t]
-            overlay(axes[a, col], prep["images"][r], contribution_map(X[r], w, grid),
+            overlay(axes[a, col], prep["images"][r], contribution_map(X[r], W0[:, u] * sign, grid),
                     f"#{col}: {actors[labels[r]].split()[-1]}\ninput {drive[t]:+.1f}")
     fig.suptitle(f"Part 11: hidden units on {backbone} {layer} {grid}. Per actor the unit that "
                  "most raises their output; colour: where on the face its input comes from (sum "
@@ -385,42 +365,41 @@ def part11(run: runs.Run, actors, backbone: str, memo: dict | None = None) -> di
     for j, ax in zip(range(n), axes.ravel()):
         overlay(ax, mean_face, contribution_map(mean_x, W0[:, j] * np.sign(W1[j, favourite[j]]),
                                                 grid), f"{j}: +{actors[favourite[j]].split()[-1]}")
-    fig.suptitle(f"Part 11: every hidden unit's mean input map on the {grid[0]}x{grid[1]} grid "
-                 "(training faces; red raises the output of the actor named), over the mean face",
+    fig.suptitle(f"Part 11: every hidden unit's mean input map on the {grid[0]}x{grid[1]} grid, "
+                 "over the mean training face (red raises the output of the actor named)",
                  fontsize=8, wrap=True)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     figures.append(run.figure(fig, "deepfaces_part11_all_units"))
 
-    metrics = {"test_accuracy": net["accuracy"]["test"],
+    metrics = {"test_accuracy": accuracy(head, X[split["test"]], labels[split["test"]]),
                "top_faces_same_actor_fraction": float(np.mean(same_actor)),
                "input_share_central_region": float(np.mean(centre_share)),
                "central_region_area_share": float(centre.mean()),
                **{f"unit_{facedata.actors_tag([a])}": u for a, u in units.items()}}
-    run.record("part11", settings, metrics, figures, time.perf_counter() - clock,
-               backbone=backbone, layer=layer, feature_shape=list(grid))
     print(f"units {units}; top faces of the same actor {np.mean(same_actor):.2f}; input from "
           f"the central {centre.mean():.0%} of the grid: {np.mean(centre_share):.0%}")
-    return metrics
+    return {"metrics": metrics, "figures": figures, "backbone": backbone, "layer": layer,
+            "feature_shape": list(grid), "part10_settings": trained}
 
 
 # ======================================================================================
 # Command line
 # ======================================================================================
 
-PARTS = {"part10": Part10, "part11": Part11}
+PARTS = {"part10": runs.Part(part10, Part10), "part11": runs.Part(part11, Part11, read_head)}
 
 
 def main(argv=None) -> dict:
-    p = runs.parser(__doc__, PARTS)
+    p = runs.parser(__doc__, {name: part.settings for name, part in PARTS.items()})
     p.add_argument("--backbone", choices=("mobilenet", "alexnet"), default="mobilenet",
                    help="the pretrained network (default mobilenet)")
     facedata.add_actors_option(p)
     args = p.parse_args(argv)
     tags = facedata.actors_tags(args.actors) + (
         () if args.backbone == "mobilenet" else (f"backbone-{args.backbone}",))
-    run, names = runs.start("deepfaces.py", args, PARTS, tags=tags)
-    steps, memo = {"part10": part10, "part11": part11}, {}
-    return {name: steps[name](run, args.actors, args.backbone, memo) for name in names}
+    run, names = runs.start("deepfaces.py", args, PARTS, tags=tags,
+                            context=(args.actors, args.backbone, args.part == "all"))
+    return runs.run_parts(run, PARTS, names, args.actors, args.backbone)
 
 
 if __name__ == "__main__":

@@ -1,26 +1,20 @@
 """Benchmark: images per second of feature extraction, and the share of this CPU's peak it reaches.
 
 Parts 10-11 (deepfaces.py) push every face through a pretrained backbone up to one layer. This
-times those forward passes on batches of random images of the real input size (throughput does
-not depend on pixel or weight values): ``alexnet``, myalexnet.py to ``conv4`` (227 x 227 x 3) with
-generated weights in bvlc_alexnet.npy's layout; ``mobilenet``, keras.applications.MobileNet
-(alpha 1.0) to the layer Part 10 chose (results/deepfaces_part10.json "layer"; 224 x 224 x 3)
-with the ImageNet weights when
-``mobilenet_1_0_224_imagenet.weights.h5`` is on the data search path, else random ones.
+times those forward passes on random images of the real input size (the values do not change the
+speed): ``alexnet``, myalexnet.py to ``conv4`` (227 x 227 x 3), weights generated in
+bvlc_alexnet.npy's layout; ``mobilenet``, keras.applications.MobileNet (alpha 1.0, 224 x 224 x 3)
+to the layer Part 10 chose (results/deepfaces_part10.json); ImageNet weights, else random.
 
 For each: images per second, and the arithmetic rate reached as a fraction of this machine's
-float32 matrix-multiply peak measured in the same run (the best of ``np.matmul`` and
-``tf.matmul``). FLOPs per image are 2 x output pixels x kernel size over the convolutions
-(depthwise ones included); pooling, normalisation and activations are left out, so the fraction
-is a slight underestimate. Results: ``results/bench_features_speed.json``.
+float32 matrix-multiply peak measured in the same run (the best of ``np.matmul`` and ``tf.matmul``).
+FLOPs per image: 2 x output pixels x kernel size over the convolutions (depthwise ones included);
+pooling, normalisation and activations are left out, so the fraction is a slight underestimate.
+Run it on a quiet machine: anything else using the CPUs lowers every number here.
 
     python bench/features_speed.py                # --backbones alexnet, --set batch=16
     python bench/features_speed.py --quick        # a smoke run in seconds (numbers not quotable)
-
-Run it on a quiet machine: anything else using the CPUs lowers every number here.
 """
-import functools
-import json
 import os
 import sys
 import time
@@ -36,20 +30,16 @@ from apparatus import inputs, runs  # noqa: E402
 from apparatus.runs import setting  # noqa: E402
 
 ALEXNET_LAYER = "conv4"  # the AlexNet layer deepfaces.py offers
-PART10_RESULT = Path(__file__).resolve().parents[1] / "results" / "deepfaces_part10.json"
-
-
-@functools.cache  # read once: the run records the layer it timed
-def part10_layer() -> str:
-    """The MobileNet layer Part 10 chose, read from its committed result."""
-    try:
-        return json.loads(PART10_RESULT.read_text())["layer"]
-    except (OSError, ValueError, KeyError) as err:
-        raise inputs.UserError(f"{PART10_RESULT}: no Part 10 layer to time ({err}); run "
-                               "python deepfaces.py part10 first") from None
-
-
 MOBILENET_WEIGHTS = "mobilenet_1_0_224_imagenet.weights.h5"
+
+
+def part10_layer() -> str:
+    """The MobileNet layer Part 10 chose in the committed full run."""
+    record = runs.read_results("deepfaces.py", "part10") or {}
+    if record.get("backbone") != "mobilenet" or "layer" not in record:
+        raise inputs.UserError(f"{runs.results_path('deepfaces.py', 'part10')}: no MobileNet "
+                               "layer of Part 10 to time; run python deepfaces.py part10 first")
+    return record["layer"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +51,7 @@ class Bench:
     QUICK: ClassVar[dict] = dict(batch=4, timed_batches=1, matmul_side=512, matmul_repeats=2)
 
 
-def best_gflops(step, flop: float, repeats: int) -> float:
-    """GFLOP/s of the fastest of ``repeats`` calls of ``step``, after one warm-up call."""
+def best_gflops(step, flop: float, repeats: int) -> float:  # fastest call, after a warm-up
     step()
     return flop / min(timeit.repeat(step, number=1, repeat=repeats)) / 1e9
 
@@ -77,27 +66,27 @@ def matmul_peak(side: int, repeats: int) -> dict:
             "tensorflow_matmul_gflops": best_gflops(lambda: (ta @ tb).numpy(), flop, repeats)}
 
 
-# Each backbone: rng -> (compiled batch -> features, FLOPs per image, input side, which weights).
-def alexnet(rng: np.random.Generator):
+# Each backbone: (rng, layer) -> (batch -> features, FLOPs per image, input side, which weights).
+def alexnet(rng: np.random.Generator, layer: str):
     import myalexnet
-    weights = myalexnet.random_weights(rng, stop_at=ALEXNET_LAYER)
-    shapes = myalexnet.layer_shapes(stop_at=ALEXNET_LAYER)
+    weights = myalexnet.random_weights(rng, stop_at=layer)
+    shapes = myalexnet.layer_shapes(stop_at=layer)
     flop = sum(2 * shapes[name][0] * shapes[name][1] * W.size  # W holds one group's channels
                for name, (W, _) in weights.items())
-    return (myalexnet.make_extractor(weights, stop_at=ALEXNET_LAYER), flop,
+    return (myalexnet.make_extractor(weights, stop_at=layer), flop,
             myalexnet.INPUT_SIZE, "random (bvlc layout)")
 
 
-def mobilenet(rng: np.random.Generator):
+def mobilenet(rng: np.random.Generator, layer: str):
     import keras
     tf = runs.import_tensorflow()
     path = inputs.locate(MOBILENET_WEIGHTS)
     base = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=1.0, include_top=False,
                                         weights=str(path) if path else None)
-    model = keras.Model(base.input, base.get_layer(part10_layer()).output)
-    flop = sum(2 * layer.output.shape[1] * layer.output.shape[2] * int(np.prod(layer.kernel.shape))
-               for layer in model.layers
-               if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)))
+    model = keras.Model(base.input, base.get_layer(layer).output)
+    flop = sum(2 * conv.output.shape[1] * conv.output.shape[2] * int(np.prod(conv.kernel.shape))
+               for conv in model.layers
+               if isinstance(conv, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)))
     extract = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
     return extract, flop, 224, "ImageNet" if path else "random"
 
@@ -113,8 +102,8 @@ def main(argv=None) -> dict:
     subset = () if sorted(set(args.backbones)) == sorted(BACKBONES) else ("+".join(args.backbones),)
     run, _ = runs.start("bench/features_speed.py", args, {"bench": Bench}, tags=subset)
     settings = run.settings(Bench)
-    extra = dict(backbones=args.backbones, alexnet_layer=ALEXNET_LAYER,
-                 mobilenet_layer=part10_layer(), cpu_count=os.cpu_count(),
+    extra = dict(backbones=args.backbones, alexnet_layer=ALEXNET_LAYER, cpu_count=os.cpu_count(),
+                 mobilenet_layer=part10_layer() if "mobilenet" in args.backbones else None,
                  load_average_at_start=round(os.getloadavg()[0], 2))
     print("context: " + ", ".join(f"{k}={v}" for k, v in extra.items()))  # settings: printed above
     runs.seed_tensorflow(run.seed)
@@ -125,7 +114,7 @@ def main(argv=None) -> dict:
           f"{metrics['tensorflow_matmul_gflops']:.1f} GFLOP/s")
     timings = {}
     for name in args.backbones:
-        extract, flop, side, extra[f"{name}_weights"] = BACKBONES[name](rng)
+        extract, flop, side, extra[f"{name}_weights"] = BACKBONES[name](rng, extra[f"{name}_layer"])
         images = rng.uniform(-1, 1, size=(settings.batch, side, side, 3)).astype(np.float32)
         np.asarray(extract(images))  # warm-up: tracing and allocation are not throughput
         seconds = timeit.timeit(lambda: np.asarray(extract(images)), number=settings.timed_batches)

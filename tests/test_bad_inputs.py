@@ -325,13 +325,13 @@ def test_a_dict_key_of_nested_shared_tuples_is_refused_at_once(tmp_path):
     (digits, ["all", "--set", "tanh.schedule=linear"], "give one of cosine, constant"),
     (digits, ["part5", "--set", "report_noise=3"], "report_noise=3.0: not among noise_scales"),
     (faces, ["part7", "--set", "shifts=((1,),)"], r"shifts=\(\(1,\),\): give \(dy, dx\) pairs"),
-    (deepfaces, ["part11", "--set", "subset=(0, 4)"], "give .training, validation. faces"),
+    (deepfaces, ["part10", "--set", "subset=(0, 4)"], "give .training, validation. faces"),
     (faces, ["part9", "--set", "actors=()"], r"actors=\(\): part9 draws one or more actors"),
     (digits, ["part4", "--set", "tanh=0"], "tanh is a group of settings"),
 ], ids=["negative-seed", "unknown-set", "bad-set-type", "out-is-a-file", "timeout-0",
         "unknown-actor", "bad-set-value", "set-below-its-range", "set-nested-below-its-range",
         "set-not-a-choice", "set-against-another-setting", "set-of-bad-shape",
-        "set-of-bad-shape-inherited", "set-empty-names", "set-a-group-whole"])
+        "set-of-bad-pair", "set-empty-names", "set-a-group-whole"])
 def test_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, script, argv, words):
     project([line("Ann Alpha", 1, "http://h/a.png", sha(PNG))])
     (tmp_path / "afile").write_text("")

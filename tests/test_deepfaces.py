@@ -1,4 +1,5 @@
-"""deepfaces.py: Parts 10-11 on tiny synthetic faces, the feature cache, the weights' errors.
+"""deepfaces.py: Parts 10-11 on tiny synthetic faces, Part 10's file for Part 11, the feature
+cache, the weights' errors.
 
 A temporary data/ holds a 12-face dataset of three actors at 227x227 RGB and 60x60 gray (the
 split is made on the gray one), AlexNet weights generated in bvlc_alexnet.npy's exact format, and
@@ -82,6 +83,42 @@ def test_alexnet_whole_path_cache_and_part7_of_the_same_run(synthetic, tmp_path,
     assert read(out, "part10")["metrics"]["part7_test_accuracy"] is None
 
 
+def test_part11_alone_draws_part10s_file_and_gives_the_same_metrics(synthetic, tmp_path,
+                                                                    monkeypatch, capsys):
+    myalexnet.save_weights(synthetic["data"] / "bvlc_alexnet.npy", myalexnet.random_weights(
+        np.random.default_rng(1), stop_at="conv4", scale=0.02))
+    args = ["--quick", "--backbone", "alexnet", "--actors", ",".join(ACTORS)]
+    together, apart = tmp_path / "together", tmp_path / "apart"
+    deepfaces.main(["all", "--out", str(together)] + args)
+    deepfaces.main(["part10", "--out", str(apart)] + args)
+    assert (apart / "results" / deepfaces.HEAD_FILE).exists()
+    monkeypatch.setattr(deepfaces, "train_net", lambda *a, **k: pytest.fail("Part 11 trained"))
+    deepfaces.main(["part11", "--out", str(apart)] + args)
+    assert read(apart, "part11")["metrics"] == read(together, "part11")["metrics"]
+    # Part 10's network of seed 0 is not that of seed 1: stopped before any work
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        runs.main_guard(lambda: deepfaces.main(["part11", "--seed", "1", "--out", str(apart)]
+                                               + args))
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "of another run (seed 0" in err
+    assert "python deepfaces.py part10 --quick --seed 1 --backbone alexnet --actors" in err
+
+
+def test_part11_without_part10s_file_is_one_line_and_exit_2(synthetic, tmp_path, capsys,
+                                                            monkeypatch):
+    monkeypatch.setattr(deepfaces, "prepare", lambda *a: pytest.fail("faces loaded"))
+    argv = ["part11", "--quick", "--out", str(tmp_path / "out"), "--actors", ",".join(ACTORS)]
+    with pytest.raises(SystemExit) as stop:
+        runs.main_guard(lambda: deepfaces.main(argv))
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert f"{deepfaces.HEAD_FILE}: Part 10's network, which part11 draws, is missing" in err
+    assert err.rstrip().endswith(f"python deepfaces.py part10 --quick --actors "
+                                 f"\"{','.join(ACTORS)}\" --out {tmp_path / 'out'}")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_stale_or_invalid_cache_is_made_again(synthetic):
     myalexnet.save_weights(synthetic["data"] / "bvlc_alexnet.npy", myalexnet.random_weights(
         np.random.default_rng(1), stop_at="conv4", scale=0.02))
@@ -124,7 +161,7 @@ def test_mobilenet_whole_path_and_one_cache_per_layer(mobilenet_weights, tmp_pat
               "conv_pw_13_relu": [7, 7, 1024]}  # 14x14 maps pooled 2x2, 7x7 ones not
     assert r10["feature_shape"] == shapes[r10["layer"]]
     assert len(list(mobilenet_weights.parent.glob(f"quick/features_mobilenet_*_{TAG}.npz"))) == 3
-    deepfaces.main(args + ["--set", "layer_sweep=conv_pw_13_relu"])  # every layer's cache stands alone
+    deepfaces.main(args + ["--set", "layer_sweep=conv_pw_13_relu"])  # each layer's own cache
     again = read(tmp_path, "part10")
     assert again["metrics"]["images_extracted_now"] == 0 and again["layer"] == "conv_pw_13_relu"
     assert again["metrics"]["validation_accuracy"] == r10["metrics"][
