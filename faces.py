@@ -42,9 +42,7 @@ tf = runs.import_tensorflow()  # quiet: its C++ libraries' loading notices
 SIZE = (60, 60)  # the handout's grayscale crops
 
 
-# ======================================================================================
-# The network: X -> h = tanh(X W0 + b0) -> o = h W1 + b1 -> softmax(o)
-# ======================================================================================
+# ==== The network: X -> h = tanh(X W0 + b0) -> o = h W1 + b1 -> softmax(o) ================
 
 def init_params(D: int, H: int, K: int, settings: TrainSettings, rng) -> dict:
     """W0 (D, H), b0 (H,), W1 (H, K), b1 (K,): normal weights (NumPy draws, so the init does not
@@ -68,18 +66,13 @@ def logits(params: dict, X):
     return tf.matmul(hidden(params, X), params["W1"]) + params["b1"]
 
 
-def predict(params: dict, X) -> np.ndarray:
-    """(N, D) -> (N,) the most probable actor of each row."""
-    return tf.nn.softmax(logits(params, np.asarray(X, np.float32))).numpy().argmax(axis=1)
-
-
 def accuracy(params: dict, X, y) -> float:
-    return float(np.mean(predict(params, X) == y)) if len(y) else float("nan")
+    """The fraction of rows whose most probable actor (the largest logit) is the label y."""
+    predicted = logits(params, np.asarray(X, np.float32)).numpy().argmax(axis=1)
+    return float(np.mean(predicted == y)) if len(y) else float("nan")
 
 
-# ======================================================================================
-# Training: mini-batch steps, an evaluation every eval_every steps, early stopping
-# ======================================================================================
+# ==== Training: mini-batch steps, an evaluation every eval_every steps, early stopping ====
 
 def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
     """Mini-batch training on rows split["train"]; every ``eval_every`` steps an evaluation.
@@ -197,9 +190,7 @@ def compiled(D: int, H: int, K: int, optimizer: str, learning_rate: float, momen
     return Network(D, H, K, tf.keras.optimizers.SGD(learning_rate, momentum=momentum))
 
 
-# ======================================================================================
-# Settings: the trainer's, then one table per part
-# ======================================================================================
+# ==== Settings: the trainer's, then one table per part ====================================
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -279,9 +270,7 @@ def train_settings(settings, **changes) -> TrainSettings:
     return TrainSettings(**{**own, **changes})
 
 
-# ======================================================================================
-# Preprocessing: per-image standardisation, mirrors and shifts, per-pixel standardisation
-# ======================================================================================
+# ==== Preprocessing: per-image standardisation, mirrors and shifts, per-pixel scaling ======
 
 def standardise_images(images: np.ndarray) -> np.ndarray:
     """(N, H, W) -> X (N, H*W) float32, each row mean 0 and std 1: a photo's brightness and
@@ -345,9 +334,7 @@ def plot_learning_curves(history: dict, title: str):
     return fig
 
 
-# ======================================================================================
-# Parts, and the faces and split that each loads
-# ======================================================================================
+# ==== Parts, and the faces and split that each loads ======================================
 
 def load_faces_and_split(run: runs.Run, actors) -> tuple[dict, dict, dict]:
     """The 60x60 gray faces, their rows per split and the split record. The split file lives
@@ -548,9 +535,7 @@ def check_part9(settings: Part9, run: runs.Run, actors) -> None:
         raise UserError(f"--set actors={settings.actors!r}: part9 draws one or more actors of the "
                         f"actor set ({', '.join(actors)}), e.g. --set actors=\"({actors[0]!r},)\"")
 
-# ======================================================================================
-# Command line
-# ======================================================================================
+# ==== Command line ========================================================================
 
 PARTS = {"part7": runs.Part(part7, Part7), "part8": runs.Part(part8, Part8),
          "part9": runs.Part(part9, Part9, check_part9)}

@@ -36,9 +36,7 @@ DEFAULT_SEED = 0
 RUNS_DIR = PROJECT_DIR / "runs"
 
 
-# ======================================================================================
-# Settings: defaults, the --quick preset, --set overrides
-# ======================================================================================
+# ==== Settings: defaults, the --quick preset, --set overrides =============================
 
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
     """``["hidden_units=600", "l2=1e-3"]`` -> ``{"hidden_units": 600, "l2": 0.001}``."""
@@ -60,10 +58,8 @@ def coerce(owner, name: str, value):
     annotation = next((str(f.type) for f in dataclasses.fields(owner) if f.name == name), "")
     if value is None and "None" in annotation:  # patience: int | None
         return None
-    if isinstance(default, tuple) and not isinstance(value, (tuple, list)):
-        value = (value,)
     if isinstance(default, tuple):
-        return tuple(value)
+        return tuple(value) if isinstance(value, (tuple, list)) else (value,)
     if dataclasses.is_dataclass(default) and not isinstance(value, type(default)):
         example = dataclasses.fields(default)[0].name
         raise UserError(f"--set {name}={value!r}: {name} is a group of settings; set one of them "
@@ -170,9 +166,7 @@ def check_limits(settings, prefix: str = "") -> None:
             raise UserError(f"--set {prefix}{f.name}={value!r}: give {wanted}")
 
 
-# ======================================================================================
-# The run
-# ======================================================================================
+# ==== The run =============================================================================
 
 def git_commit() -> str | None:
     """The short commit of the code, with "-dirty" when a tracked .py file differs from it."""
@@ -201,9 +195,7 @@ class Run:
     command: str = ""
 
     def __post_init__(self):
-        if self.out is None:
-            self.out = RUNS_DIR / self.tag if self.trial else PROJECT_DIR
-        self.out = Path(self.out)
+        self.out = Path(self.out or (RUNS_DIR / self.tag if self.trial else PROJECT_DIR))
 
     @property
     def trial(self) -> bool:
@@ -265,7 +257,7 @@ def read_results_like(run: Run, script: str, part: str | None, **same) -> dict |
 
 
 def results_path(script: str, part: str | None, out: Path | str = PROJECT_DIR) -> Path:
-    """results/digits_part4.json, results/get_all_imgs.json, results/bench_train_speed.json."""
+    """results/digits_part4.json, results/get_all_imgs.json, results/bench_train_speed.json"""
     stem = "_".join(Path(script).with_suffix("").parts)
     return Path(out) / "results" / (f"{stem}_{part}.json" if part else f"{stem}.json")
 
@@ -302,9 +294,7 @@ def seed_tensorflow(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-# ======================================================================================
-# The command line
-# ======================================================================================
+# ==== The command line ====================================================================
 
 def describe(settings, prefix: str = ""):
     """``name=default [range]`` of each setting, nested ones as ``group.name``."""
@@ -327,7 +317,8 @@ def parser(doc: str, parts: dict, settings: dict | None = None) -> argparse.Argu
         subsequent_indent="    ", break_on_hyphens=False).replace("\0", " ")
         for name, cls in (settings or parts).items() if cls is not None)
     p = argparse.ArgumentParser(
-        description=doc.strip().split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=doc.strip().split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=epilog and "settings for --set NAME=VALUE (default [range]; each is explained "
                           "beside its field in the script):\n" + epilog)
     if parts:
@@ -413,12 +404,9 @@ def check_writable(folder: Path) -> None:
 
 
 def import_tensorflow():
-    """TensorFlow, imported with file descriptor 2 silenced for the moment it loads.
-
-    Its C++ libraries print notices as they load ("I0000 ... oneDNN", "... cuda drivers") that
-    no environment setting stops; nothing else runs meanwhile, so nothing else is lost. Python's
-    streams are not touched and no thread is started; once loaded, TensorFlow logs as usual.
-    """
+    """TensorFlow, imported with file descriptor 2 silenced for the moment it loads: its C++
+    libraries print notices as they load ("I0000 ... oneDNN") that no environment setting stops.
+    Python's streams are not touched and no thread is started; later, TensorFlow logs as usual."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ messages: fatal ones only
