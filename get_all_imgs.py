@@ -410,8 +410,8 @@ def contact_sheet(run, kept, labels, actors, settings: Build) -> str:
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_yticks([a * (h + gap) + h / 2 for a in range(len(actors))],
                   [f"{actor}\n({np.sum(labels == a)} kept)" for a, actor in enumerate(actors)])
-    ax.set(xticks=[], xlabel="random sample of kept crops (left to right by face_id)",
-           title="Kept FaceScrub crops ({}x{} {}), seed {}".format(*settings.outputs[big], run.seed))
+    ax.set(xticks=[], xlabel="random sample of kept crops (left to right by face_id)", title=(
+        "Kept FaceScrub crops ({}x{} {}), seed {}".format(*settings.outputs[big], run.seed)))
     return run.figure(fig, "get_all_imgs_contact_sheet", dpi=100)
 
 

@@ -14,8 +14,6 @@ actor, groups in random order fill the test quota, then validation; the rest is 
 split is saved by face id in ``faces_<actors>_split_seed<S>.json`` beside the dataset, so the
 60x60 and the 227x227 datasets (same face ids) share it.
 """
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -68,13 +66,12 @@ def build_command(actors, quick: bool = False) -> str:
 def find_dataset(actors, size, mode: str, quick: bool = False) -> Path:
     """The dataset file on the search path; a --quick run also takes get_all_imgs.py --quick's."""
     name = dataset_name(actors, size, mode)
-    found = inputs.locate(name) or (QUICK_DIR / name if quick and (QUICK_DIR / name).exists()
-                                    else None)
+    folders = inputs.search_dirs() + ([QUICK_DIR] if quick else [])
+    found = next((d / name for d in folders if (d / name).exists()), None)
     if found is None:
-        raise MissingInputError(
-            f"Face dataset '{name}' was not found (looked in "
-            f"{', '.join(map(str, inputs.search_dirs() + ([QUICK_DIR] if quick else [])))}). "
-            f"Build it with: {build_command(actors, quick)}")
+        raise MissingInputError(f"Face dataset '{name}' was not found (looked in "
+                                f"{', '.join(map(str, folders))}). "
+                                f"Build it with: {build_command(actors, quick)}")
     return found
 
 
@@ -117,50 +114,43 @@ def save_faces(path: Path, images, labels, actors, face_ids, sha256) -> Path:
                            face_ids=np.asarray(face_ids, np.int64), sha256=np.asarray(sha256, str))
 
 
-# ======================================================================================
-# The duplicate-aware split
-# ======================================================================================
-
-def crop_signatures(images: np.ndarray, side: int = 16) -> np.ndarray:
-    """(N, H, W[, 3]) -> (N, side*side) zero-mean, unit-norm rows of the box-downscaled crops."""
-    from PIL import Image
-    gray = np.asarray(images, np.float32)
-    gray = gray.mean(axis=-1) if gray.ndim == 4 else gray
-    small = np.stack([np.asarray(Image.fromarray(g).resize((side, side), Image.BOX), np.float32)
-                      for g in gray]).reshape(len(gray), -1)
-    small -= small.mean(axis=1, keepdims=True)
-    return small / (np.linalg.norm(small, axis=1, keepdims=True) + 1e-6)
-
+# ==== The duplicate-aware split ===============================================================
 
 def duplicate_groups(images: np.ndarray, side: int = 16, threshold: float = 0.96) -> np.ndarray:
-    """Group number per row: rows whose crops correlate above ``threshold`` are joined, and the
-    groups are the connected components (numbered in order of their first row)."""
+    """Group number per row of (N, H, W[, 3]) ``images``: rows whose crops, box-downscaled to
+    side x side, correlate above ``threshold`` are joined, and the groups are the connected
+    components (numbered in order of their first row)."""
+    from PIL import Image
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
-    S = crop_signatures(images, side)
+    gray = np.asarray(images, np.float32)
+    gray = gray.mean(axis=-1) if gray.ndim == 4 else gray
+    S = np.stack([np.asarray(Image.fromarray(g).resize((side, side), Image.BOX), np.float32)
+                  for g in gray]).reshape(len(gray), -1)
+    S -= S.mean(axis=1, keepdims=True)
+    S /= np.linalg.norm(S, axis=1, keepdims=True) + 1e-6  # unit rows: S @ S.T correlates
     pairs = np.triu(S @ S.T, k=1) > threshold
     return connected_components(csr_matrix(pairs), directed=False)[1]
 
 
 def assign_split(labels: np.ndarray, groups: np.ndarray, seed: int, n_test: int, n_val: int,
-                 actors=None) -> dict[str, np.ndarray]:
+                 actors) -> dict[str, np.ndarray]:
     """Per actor, whole groups in random order fill test (n_test), then validation (n_val); the
     rest is training. A group holding photos of two actors goes to training."""
     rng = np.random.default_rng(seed)
     where = np.full(len(labels), "train", dtype=object)
-    for actor in range(len(actors) if actors is not None else labels.max() + 1):
+    for actor, name in enumerate(actors):
         own = [g for g in np.unique(groups[labels == actor])
                if np.all(labels[groups == g] == actor)]
         quota = {"test": n_test, "val": n_val}
         for g in rng.permutation(own):
             members = np.flatnonzero(groups == g)
-            for name in ("test", "val"):
-                if len(members) <= quota[name]:
-                    where[members] = name
-                    quota[name] -= len(members)
+            for split in ("test", "val"):
+                if len(members) <= quota[split]:
+                    where[members] = split
+                    quota[split] -= len(members)
                     break
         if quota["test"] or quota["val"]:
-            name = actors[actor] if actors is not None else f"label {actor}"
             raise UserError(f"{name} has {np.sum(labels == actor)} faces in too few distinct "
                             f"photos to hold out {n_test} test and {n_val} validation faces. "
                             f"{MORE_FACES}")
@@ -182,14 +172,11 @@ def split_path(actors, seed: int, folder: Path) -> Path:
     return Path(folder) / f"faces_{actors_tag(actors)}_split_seed{seed}.json"
 
 
-def get_split(data: dict, seed: int, n_test: int = N_TEST, n_val: int = N_VAL,
-              folder: Path | None = None,
+def get_split(data: dict, seed: int, n_test: int = N_TEST, n_val: int = N_VAL, folder=None,
               side: int = 16, threshold: float = 0.96) -> tuple[dict[str, np.ndarray], dict]:
-    """Row indices per split of ``data`` and the split record, made once per seed and kept.
-
-    A saved split is reused when it was made with the same quotas and holds every face id of
-    ``data``; otherwise the groups are found, the split made, and saved (atomically).
-    """
+    """Row indices per split of ``data`` and the split record, made once per seed and kept: a
+    saved split is reused when it was made with the same quotas and holds every face id of
+    ``data``; otherwise the groups are found, the split made, and saved (atomically)."""
     if len(data["actors"]) < 2:  # one class: every net would be right every time
         raise UserError(f"one actor ({data['actors'][0]}): the networks tell actors apart; "
                         "give at least two with --actors")
