@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.parse
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,9 +244,7 @@ def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: flo
     none answered, the rest fail at once."""
     deadline = time.monotonic() + budget
     answered, refused = [0], [0]  # any HTTP answer / connection failures, counted by all threads
-    todo, done = queue.SimpleQueue(), queue.SimpleQueue()
-    for job in jobs.items():
-        todo.put(job)
+    todo, done = deque(jobs.items()), queue.SimpleQueue()  # a deque pops thread-safely
 
     def worker():
         session = requests.Session()
@@ -254,9 +252,9 @@ def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: flo
                       backoff_factor=0.5, status_forcelist=(502, 503, 504))
         for prefix in ("http://", "https://"):
             session.mount(prefix, HTTPAdapter(max_retries=retry))
-        with contextlib.suppress(queue.Empty):
+        with contextlib.suppress(IndexError):  # the deque is empty: all done
             while True:
-                index, (url, path) = todo.get_nowait()
+                index, (url, path) = todo.popleft()
                 if time.monotonic() > deadline:
                     reason = "--timeout spent"
                 elif refused[0] >= settings.no_network_after and not answered[0]:
@@ -317,10 +315,9 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
     counts = {a: Counter() for a in actors}
     kept = []  # (label, face_id, sha256, crops), in the order of rows: by label, then face_id
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # PIL decodes and resizes off the GIL
-        checked = pool.map(verify_and_crop, copies, rows, [settings.outputs] * len(rows))
-        for row, verdict, (crop_verdict, crops) in tqdm(zip(rows, verdicts, checked),
-                                                        "verify + crop", total=len(rows),
-                                                        disable=None, leave=False):
+        checked = tqdm(pool.map(verify_and_crop, copies, rows, [settings.outputs] * len(rows)),
+                       "verify + crop", total=len(rows), disable=None, leave=False)
+        for row, verdict, (crop_verdict, crops) in zip(rows, verdicts, checked):
             counts[row.name].update(["rows", verdict] + [crop_verdict] * bool(crop_verdict))
             if crops:
                 kept.append((actors.index(row.name), row.face_id, row.sha256, crops))
@@ -328,9 +325,8 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
     if errors:
         print("download failures: " + ", ".join(f"{k} x{v}" for k, v in errors.most_common()))
     labels = np.array([k[0] for k in kept], np.int64)
-    few = facedata.too_few_faces(labels, actors, *(
-        (0, 0) if run.quick else (facedata.N_TEST, facedata.N_VAL)))  # quick: its quotas shrink
-    if few:
+    if few := facedata.too_few_faces(labels, actors, *(
+            (0, 0) if run.quick else (facedata.N_TEST, facedata.N_VAL))):  # quick: quotas shrink
         print(f"warning: too few faces kept for faces.py and deepfaces.py, which hold out "
               f"{facedata.N_TEST} test and {facedata.N_VAL} validation faces per actor: "
               f"{', '.join(few)}. {facedata.MORE_FACES}", file=sys.stderr)
@@ -356,12 +352,11 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
 
 
 def summary_table(counts: dict[str, Counter]) -> str:
-    """One fixed-width line per actor and a total line: what each stage counted."""
-    widths = [max(len(c), 6) + 2 for c in STAGES]
-    lines = [f"{'actor':<20}" + "".join(f"{c:>{n}}" for c, n in zip(STAGES, widths))]
-    for actor, c in [*counts.items(), ("total", sum(counts.values(), Counter()))]:
-        lines.append(f"{actor:<20}" + "".join(f"{c[k]:>{n}}" for k, n in zip(STAGES, widths)))
-    return "\n".join(lines)
+    """A header, one fixed-width line per actor and a total line: what each stage counted."""
+    widths = {c: max(len(c), 6) + 2 for c in STAGES}
+    lines = {"actor": dict(zip(STAGES, STAGES)), **counts, "total": sum(counts.values(), Counter())}
+    return "\n".join(f"{actor:<20}" + "".join(f"{c[k]:>{n}}" for k, n in widths.items())
+                     for actor, c in lines.items())
 
 
 def check_nothing_lost(paths, n_new: int, total: Counter, offline: bool, errors: Counter,

@@ -92,8 +92,7 @@ def check_dataset(data: dict, path, size, mode: str) -> None:
     """Keys, shapes, dtypes, label range and unique ids of a dataset; InputFormatError if not."""
     def bad(what):
         raise InputFormatError(f"{path}: {what}. Rebuild it with python get_all_imgs.py")
-    missing = {"images", "labels", "actors", "face_ids"} - set(data)
-    if missing:
+    if missing := {"images", "labels", "actors", "face_ids"} - set(data):
         bad(f"no arrays {sorted(missing)}")
     images, labels, ids = data["images"], data["labels"], data["face_ids"]
     shape = tuple(size) + ((3,) if mode == "rgb" else ())
