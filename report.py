@@ -128,7 +128,6 @@ TEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"\\": r"\textbackslash{}",
 def filters(fmt: str) -> dict:
     """Jinja filters that write numbers and text for Markdown ("md") or LaTeX ("tex")."""
     tex = fmt == "tex"
-    percent = r"\%" if tex else "%"
 
     def sci(x):  # 2.7e-09 -> $2.7 \times 10^{-9}$, 1e-07 -> $10^{-7}$, 0.11 stays 0.11
         if 1e-3 <= abs(x) < 1e3:
@@ -139,16 +138,12 @@ def filters(fmt: str) -> dict:
 
     def pct(x, digits=4):  # significant digits: 0.9262 -> 92.62%, 0.85 -> 85%, 1.314 -> 131%
         text = f"{100 * x:.{max(0, digits - len(str(int(abs(100 * x)))))}f}"
-        return (text.rstrip("0").rstrip(".") if "." in text else text) + percent
+        return (text.rstrip("0").rstrip(".") if "." in text else text) + ("\\%" if tex else "%")
 
-    return {
-        "pct": pct, "sci": sci,
-        "num": lambda x: f"{x:,}" if isinstance(x, int) else f"{x:.3g}",
-        "secs": lambda x: f"{x:.3g} s",
-        "points": lambda x: f"{x:.1f} points",
-        "t": lambda s: "".join(TEX_SPECIAL.get(c, c) for c in str(s)) if tex else str(s),
-        "mean": statistics.fmean, "std": statistics.pstdev,
-    }
+    return {"pct": pct, "sci": sci, "mean": statistics.fmean, "std": statistics.pstdev,
+            "num": lambda x: f"{x:,}" if isinstance(x, int) else f"{x:.3g}",
+            "secs": lambda x: f"{x:.3g} s", "points": lambda x: f"{x:.1f} points",
+            "t": lambda s: "".join(TEX_SPECIAL.get(c, c) for c in str(s)) if tex else str(s)}
 
 
 OPERATORS = {"<": (operator.lt, "$<$"), ">=": (operator.ge, r"$\geq$"), "==": (operator.eq, "=")}

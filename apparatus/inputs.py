@@ -236,6 +236,5 @@ def load_npy_object(path: Path | str) -> object:
                                        "values). Get a fresh copy.")
             return data.reshape(shape)
         obj = safe_unpickle(f, str(path))
-    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
-        return obj.item()
-    return obj
+    wrapped = isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ()
+    return obj.item() if wrapped else obj  # np.save wraps a dict in a 0-d object array
