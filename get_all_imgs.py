@@ -127,8 +127,7 @@ def select_rows(rows: list[Row], actors, per_actor: int = 0) -> list[Row]:
     """The rows of ``actors`` in label order, by face_id within each (``per_actor`` > 0: only the
     first that many). A name not in the lists is a UserError that names the close ones."""
     names = sorted({r.name for r in rows})
-    unknown = [a for a in actors if a not in names]
-    if unknown:
+    if unknown := [a for a in actors if a not in names]:
         hints = [f"{a!r} (close: {', '.join(difflib.get_close_matches(a, names, 3, 0.5)) or '-'})"
                  for a in unknown]
         raise UserError(f"--actors: not in the FaceScrub lists: {'; '.join(hints)}. "
@@ -174,8 +173,7 @@ def crop_faces(data: bytes, bbox, outputs) -> tuple[str, list | None]:
                 box = tuple(float(v) for v in bbox)
                 scale = draft_scale(bbox, outputs) if img.format == "JPEG" else 1
                 if scale > 1:
-                    drafted = img.draft(img.mode, (math.ceil(width / scale),
-                                                   math.ceil(height / scale)))
+                    drafted = img.draft(img.mode, (-(-width // scale), -(-height // scale)))  # ceil
                     if drafted:  # None when Pillow cannot draft this file
                         f = width / drafted[1][2]  # the exact factor Pillow chose
                         box = tuple(v / f for v in box)
@@ -291,8 +289,7 @@ def fetch(rows: list[Row], dest: Path, offline: bool, settings: Build, budget: f
     """The copies of each row's original (cached, else downloaded), each row's fetch verdict
     ("cached", "downloaded", "failed" or "missing") and the download failures by reason."""
     cache = Path(dest) / "uncropped"
-    dirs = dict.fromkeys(d.resolve() for d in [cache] + [d / "uncropped"
-                                                         for d in inputs.search_dirs()])
+    dirs = dict.fromkeys((d / "uncropped").resolve() for d in [Path(dest), *inputs.search_dirs()])
     for stale in cache.glob(".*.part"):  # left by a run stopped mid-download
         stale.unlink(missing_ok=True)
     copies = [[d / r.filename for d in dirs if (d / r.filename).is_file()] for r in rows]
@@ -333,13 +330,11 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
 
     total = sum(counts.values(), Counter())
     folder = Path(dest) / "quick" if run.quick else Path(dest)  # data/quick: facedata.QUICK_DIR
-    paths = [folder / facedata.dataset_name(actors, (h, w), mode)
-             for h, w, mode in settings.outputs]
+    paths = [folder / facedata.dataset_name(actors, (h, w), m) for h, w, m in settings.outputs]
     check_nothing_lost(paths, len(kept), total, offline, errors, force)
     write_datasets(paths, settings.outputs, actors, kept)
     print(f"wrote {len(kept):,} faces to " + ", ".join(map(str, paths)))
-    # --force wrote an empty dataset: nothing to show
-    figures = [contact_sheet(run, kept, labels, actors, settings)] if kept else []
+    figures = [contact_sheet(run, kept, labels, actors, settings)] if kept else []  # --force: empty
     seconds = time.perf_counter() - clock
     metrics = {**{m: total[c] for c, m in STAGES.items()},
                **{f"kept_{a.split()[-1].lower()}": counts[a]["kept"] for a in actors},
@@ -359,8 +354,7 @@ def summary_table(counts: dict[str, Counter]) -> str:
                      for actor, c in lines.items())
 
 
-def check_nothing_lost(paths, n_new: int, total: Counter, offline: bool, errors: Counter,
-                       force: bool) -> None:
+def check_nothing_lost(paths, n_new: int, total: Counter, offline, errors: Counter, force):
     """Stop before writing when a dataset would be empty or smaller than the one there."""
     found = total["cached"] + total["downloaded"]
     no_network = set(errors) <= {"ConnectionError", "skipped: no network"}
