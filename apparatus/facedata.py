@@ -14,6 +14,7 @@ actor, groups in random order fill the test quota, then validation; the rest is 
 split is saved by face id in ``faces_<actors>_split_seed<S>.json`` beside the dataset, so the
 60x60 and the 227x227 datasets (same face ids) share it.
 """
+import contextlib
 import json
 from pathlib import Path
 
@@ -186,13 +187,11 @@ def get_split(data: dict, seed: int, n_test: int = N_TEST, n_val: int = N_VAL, f
     path = split_path(data["actors"], seed, folder or inputs.DATA_DIR)
     wanted = {"seed": seed, "n_test": n_test, "n_val": n_val, "dup_side": side,
               "dup_threshold": threshold}
-    if path.exists():
-        try:
-            record = json.loads(path.read_text())
-            if all(record.get(k) == v for k, v in wanted.items()):
-                return rows_of(data["face_ids"], record), record
-        except (ValueError, KeyError, TypeError, InputFormatError):
-            pass  # damaged or made for another dataset: made again below
+    # none saved, or damaged, or made for another dataset: made again below
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError, InputFormatError):
+        record = json.loads(path.read_text())
+        if all(record.get(k) == v for k, v in wanted.items()):
+            return rows_of(data["face_ids"], record), record
     groups = duplicate_groups(data["images"], side, threshold)
     split = assign_split(data["labels"], groups, seed, n_test, n_val, data["actors"])
     sizes = np.bincount(groups)
