@@ -1,18 +1,17 @@
 """The face datasets of one actor set, and their duplicate-aware train / validation / test split.
 
-A dataset file is ``faces_<actors>_<H>x<W>_<mode>.npz`` (``<actors>``: the surnames in label
-order, e.g. ``drescher-ferrera-chenoweth-baldwin-hader-carell``), loadable with
-``allow_pickle=False``: ``images`` uint8 (N, H, W) or (N, H, W, 3); ``labels`` int64 (N,) indexing
-``actors`` (K,); ``face_ids`` int64 (N,), unique; ``sha256`` str (N,). ``get_all_imgs.py`` writes
-them into ``data/`` (``data/quick/`` for ``--quick``); every size and mode of one build holds the
-same rows.
+A dataset file is ``faces_<actors>_<H>x<W>_<mode>.npz`` (``<actors>``: the surnames in label order,
+e.g. ``drescher-ferrera-chenoweth-baldwin-hader-carell``), loadable with ``allow_pickle=False``:
+``images`` uint8 (N, H, W) or (N, H, W, 3); ``labels`` int64 (N,) indexing ``actors`` (K,);
+``face_ids`` int64 (N,), unique; ``sha256`` str (N,). ``get_all_imgs.py`` writes them into ``data/``
+(``data/quick/`` for ``--quick``); every size and mode of one build holds the same rows.
 
-The split: FaceScrub lists one photo under several URLs, so near-duplicate crops (correlation
-above 0.96 between 16x16 downscaled, standardised crops) are joined into groups (connected
-components), and a group never straddles two splits: no test face has a twin in training. Per
-actor, groups in random order fill the test quota, then validation; the rest is training. The
-split is saved by face id in ``faces_<actors>_split_seed<S>.json`` beside the dataset, so the
-60x60 and the 227x227 datasets (same face ids) share it.
+The split: FaceScrub lists one photo under several URLs, so near-duplicate crops (correlation above
+0.96 between 16x16 downscaled, standardised crops) are joined into groups (connected components),
+and a group never straddles two splits: no test face has a twin in training. Per actor, groups in
+random order fill the test quota, then validation; the rest is training. The split is saved by face
+id in ``faces_<actors>_split_seed<S>.json`` beside the dataset, so the 60x60 and the 227x227
+datasets (same face ids) share it.
 """
 import contextlib
 import json
@@ -133,8 +132,7 @@ def duplicate_groups(images: np.ndarray, side: int = 16, threshold: float = 0.96
     return connected_components(csr_matrix(pairs), directed=False)[1]
 
 
-def assign_split(labels: np.ndarray, groups: np.ndarray, seed: int, n_test: int, n_val: int,
-                 actors) -> dict[str, np.ndarray]:
+def assign_split(labels, groups, seed: int, n_test: int, n_val: int, actors) -> dict:
     """Per actor, whole groups in random order fill test (n_test), then validation (n_val); the
     rest is training. A group holding photos of two actors goes to training."""
     rng = np.random.default_rng(seed)
@@ -218,9 +216,8 @@ def load_split(actors, seed: int, quick: bool = False) -> tuple[dict, dict, dict
     is made on these crops). It lives beside the dataset: data/, or data/quick/ for --quick."""
     path = find_dataset(actors, (60, 60), "gray", quick)
     data = load_faces(actors, (60, 60), "gray", quick, path=path)
-    folder = QUICK_DIR if path.parent == QUICK_DIR else inputs.DATA_DIR
     rows, record = get_split(data, seed, *quotas(data["labels"], quick, len(data["actors"])),
-                             folder=folder)
+                             folder=QUICK_DIR if path.parent == QUICK_DIR else inputs.DATA_DIR)
     return data, rows, record
 
 

@@ -83,9 +83,8 @@ def missing_message(name: str, problem: str = "") -> str:
 
 
 def find_input(name: str, download: bool = True, folder: Path | str | None = None) -> Path:
-    """Path of the fixed input ``name``: a local copy whose sha256 is known, else a download.
-    ``folder`` (default data/) is searched first and receives the download. A copy with another
-    sha256 is passed over (a later one may be good); the error names them all."""
+    """Path of the fixed input ``name``: a local copy with a listed sha256, else a download into
+    ``folder`` (default data/, searched first). A copy with another sha256 is passed over."""
     folder = Path(folder) if folder is not None else DATA_DIR
     url, hashes = REGISTRY.get(name, (None, ()))
     bad = []
@@ -218,9 +217,8 @@ def load_pickle(path: Path | str) -> object:
 
 
 def load_npy_object(path: Path | str) -> object:
-    """An object ``.npy`` such as ``bvlc_alexnet.npy`` (``np.save`` of a dict), safely: its .npy
-    header read with numpy, then the pickle of a 0-d object array with :class:`RestrictedUnpickler`.
-    A plain numeric .npy is returned as an array."""
+    """An object ``.npy`` such as ``bvlc_alexnet.npy`` (``np.save`` of a dict): its header read by
+    numpy, its pickle by :class:`RestrictedUnpickler`. A plain numeric .npy is read as an array."""
     from numpy.lib import format as npformat
     with open(path, "rb") as f:
         try:
