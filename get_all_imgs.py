@@ -164,25 +164,23 @@ def crop_faces(data: bytes, bbox, outputs) -> tuple[str, list | None]:
     pixels. A JPEG is decoded at 1/2, 1/4 or 1/8 scale by its DCT (``Image.draft``, fast) when
     the crop stays as large as every output, and the bbox is scaled to that grid."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                (width, height), (x1, y1, x2, y2) = img.size, bbox
-                if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):  # empty or outside
-                    return "bad bbox", None
-                box = tuple(float(v) for v in bbox)
-                scale = draft_scale(bbox, outputs) if img.format == "JPEG" else 1
-                if scale > 1:
-                    drafted = img.draft(img.mode, (-(-width // scale), -(-height // scale)))  # ceil
-                    if drafted:  # None when Pillow cannot draft this file
-                        f = width / drafted[1][2]  # the exact factor Pillow chose
-                        box = tuple(v / f for v in box)
-                img.load()  # raises OSError on truncated data
-                # the whole pixels that cover the (maybe fractional) box; the box within them
-                left, top, right, bottom = (math.floor(box[0]), math.floor(box[1]),
-                                            math.ceil(box[2]), math.ceil(box[3]))
-                region = to_rgb(img.crop((left, top, min(right, img.width),
-                                          min(bottom, img.height))))
+        with (warnings.catch_warnings(action="error", category=Image.DecompressionBombWarning),
+              Image.open(io.BytesIO(data)) as img):
+            (width, height), (x1, y1, x2, y2) = img.size, bbox
+            if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):  # empty or outside
+                return "bad bbox", None
+            box = tuple(float(v) for v in bbox)
+            scale = draft_scale(bbox, outputs) if img.format == "JPEG" else 1
+            if scale > 1:
+                drafted = img.draft(img.mode, (math.ceil(width / scale), math.ceil(height / scale)))
+                if drafted:  # None when Pillow cannot draft this file
+                    f = width / drafted[1][2]  # the exact factor Pillow chose
+                    box = tuple(v / f for v in box)
+            img.load()  # raises OSError on truncated data
+            # the whole pixels that cover the (maybe fractional) box; the box within them
+            left, top, right, bottom = (math.floor(box[0]), math.floor(box[1]),
+                                        math.ceil(box[2]), math.ceil(box[3]))
+            region = to_rgb(img.crop((left, top, min(right, img.width), min(bottom, img.height))))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return "too large", None
     except Exception:  # noqa: BLE001 - any decoder failure is a counted reason, not a crash
