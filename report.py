@@ -138,7 +138,7 @@ def filters(fmt: str) -> dict:
 
     def pct(x, digits=4):  # significant digits: 0.9262 -> 92.62%, 0.85 -> 85%, 1.314 -> 131%
         text = f"{100 * x:.{max(0, digits - len(str(int(abs(100 * x)))))}f}"
-        return (text.rstrip("0").rstrip(".") if "." in text else text) + ("\\%" if tex else "%")
+        return (text.rstrip("0").rstrip(".") if "." in text else text) + (r"\%" if tex else "%")
 
     return {"pct": pct, "sci": sci, "mean": statistics.fmean, "std": statistics.pstdev,
             "num": lambda x: f"{x:,}" if isinstance(x, int) else f"{x:.3g}",
