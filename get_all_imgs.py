@@ -19,8 +19,6 @@ Run:  python get_all_imgs.py                     # the six actors of the handout
       python get_all_imgs.py --quick             # a few rows per actor, into data/quick/
       python get_all_imgs.py --set "outputs=((32, 32, 'gray'),)"
 """
-from __future__ import annotations
-
 import contextlib
 import difflib
 import hashlib
@@ -34,7 +32,7 @@ import threading
 import time
 import urllib.parse
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,14 +94,11 @@ class Row(NamedTuple):
 
 def parse_line(line: str) -> Row | None:
     """One list line -> Row, or None when malformed (field count, ids, bbox or sha256)."""
-    fields = [f.strip() for f in line.rstrip("\r\n").split("\t")]
-    if len(fields) != 6:
-        return None
-    name, image_id, face_id, url, bbox, sha = fields
     try:
+        name, image_id, face_id, url, bbox, sha = (f.strip() for f in line.split("\t"))
         row = Row(name, int(image_id), int(face_id), url, tuple(map(int, bbox.split(","))),
                   sha.lower())
-    except ValueError:
+    except ValueError:  # not six fields, or an id or the bbox not integers
         return None
     ok = name and len(row.bbox) == 4 and re.fullmatch(r"[0-9a-f]{64}", row.sha256)
     return row if ok else None
@@ -117,13 +112,12 @@ def read_lists(folder: Path, offline: bool) -> tuple[list[Row], int, int]:
         path = inputs.find_input(name, download=not offline, folder=folder)
         with open(path, encoding="utf-8", errors="replace") as f:
             for number, line in enumerate(f, start=1):
-                row = parse_line(line)
-                if row is None and line.strip():
-                    malformed += 1
-                    print(f"warning: {path}:{number}: malformed line skipped")
-                elif row is not None:
+                if (row := parse_line(line)) is not None:
                     duplicates += row.face_id in rows
                     rows.setdefault(row.face_id, row)
+                elif line.strip():
+                    malformed += 1
+                    print(f"warning: {path}:{number}: malformed line skipped")
     if duplicates:
         print(f"warning: {duplicates} duplicate rows (a face_id listed before) dropped")
     return list(rows.values()), malformed, duplicates
@@ -133,8 +127,7 @@ def select_rows(rows: list[Row], actors, per_actor: int = 0) -> list[Row]:
     """The rows of ``actors`` in label order, by face_id within each (``per_actor`` > 0: only the
     first that many). A name not in the lists is a UserError that names the close ones."""
     names = sorted({r.name for r in rows})
-    unknown = [a for a in actors if a not in names]
-    if unknown:
+    if unknown := [a for a in actors if a not in names]:
         hints = [f"{a!r} (close: {', '.join(difflib.get_close_matches(a, names, 3, 0.5)) or '-'})"
                  for a in unknown]
         raise UserError(f"--actors: not in the FaceScrub lists: {'; '.join(hints)}. "
@@ -165,56 +158,50 @@ def draft_scale(bbox, outputs) -> int:
 
 
 def crop_faces(data: bytes, bbox, outputs) -> tuple[str, list | None]:
-    """Decode one original (its bytes), crop ``bbox``, resize to each (H, W, mode) of ``outputs``:
-    ("kept", [uint8 (H, W) or (H, W, 3) per output]) or ("undecodable" | "too large" | "bad bbox",
-    None). No EXIF rotation: the bbox is on the raw pixels. A JPEG is decoded at 1/2, 1/4 or 1/8
-    scale when the crop stays as large as every output (the DCT does it, fast; ``Image.draft``)
-    and the bbox is scaled to that grid. Over ``Image.MAX_IMAGE_PIXELS``: "too large"."""
+    """One original's bytes, cropped to ``bbox`` and resized to each (H, W, mode) of ``outputs``:
+    ("kept", [uint8 (H, W) or (H, W, 3) per output]), or ("undecodable" | "too large" (over
+    ``Image.MAX_IMAGE_PIXELS``) | "bad bbox", None). No EXIF rotation: the bbox is on the raw
+    pixels. A JPEG is decoded at 1/2, 1/4 or 1/8 scale by its DCT (``Image.draft``, fast) when
+    the crop stays as large as every output, and the bbox is scaled to that grid."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                (width, height), (x1, y1, x2, y2) = img.size, bbox
-                if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):  # empty or outside
-                    return "bad bbox", None
-                box = tuple(float(v) for v in bbox)
-                scale = draft_scale(bbox, outputs) if img.format == "JPEG" else 1
-                if scale > 1:
-                    drafted = img.draft(img.mode, (math.ceil(width / scale),
-                                                   math.ceil(height / scale)))
-                    if drafted is not None and drafted[1] is not None:
-                        f = width / drafted[1][2]  # the exact factor Pillow chose
-                        box = tuple(v / f for v in box)
-                img.load()  # raises OSError on truncated data
-                # the whole pixels that cover the (maybe fractional) box; the box within them
-                left, top, right, bottom = (math.floor(box[0]), math.floor(box[1]),
-                                            math.ceil(box[2]), math.ceil(box[3]))
-                region = to_rgb(img.crop((left, top, min(right, img.width),
-                                          min(bottom, img.height))))
+        with (warnings.catch_warnings(action="error", category=Image.DecompressionBombWarning),
+              Image.open(io.BytesIO(data)) as img):
+            (width, height), (x1, y1, x2, y2) = img.size, bbox
+            if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):  # empty or outside
+                return "bad bbox", None
+            box = tuple(float(v) for v in bbox)
+            scale = draft_scale(bbox, outputs) if img.format == "JPEG" else 1
+            if scale > 1:
+                drafted = img.draft(img.mode, (math.ceil(width / scale), math.ceil(height / scale)))
+                if drafted:  # None when Pillow cannot draft this file
+                    f = width / drafted[1][2]  # the exact factor Pillow chose
+                    box = tuple(v / f for v in box)
+            img.load()  # raises OSError on truncated data
+            # the whole pixels that cover the (maybe fractional) box; the box within them
+            left, top, right, bottom = (math.floor(box[0]), math.floor(box[1]),
+                                        math.ceil(box[2]), math.ceil(box[3]))
+            region = to_rgb(img.crop((left, top, min(right, img.width), min(bottom, img.height))))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return "too large", None
     except Exception:  # noqa: BLE001 - any decoder failure is a counted reason, not a crash
         return "undecodable", None
     inner = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
     crops = []
-    for h, w, mode in outputs:
+    for h, w, mode in outputs:  # antialiased; a box already of the size is copied, pixel-exact
         source = region.convert("L") if mode == "gray" else region
-        if source.size == (w, h) and inner == (0.0, 0.0, float(w), float(h)):
-            out = source  # already the size: no resampling, pixel-exact
-        else:
-            out = source.resize((w, h), Image.LANCZOS, box=inner)  # antialiased
-        crops.append(np.asarray(out, dtype=np.uint8).copy())
+        crops.append(np.array(source.resize((w, h), Image.LANCZOS, box=inner), np.uint8))
     return "kept", crops
 
 
 def verify_and_crop(copies: list[Path], row: Row, outputs):
-    """The first copy whose sha256 is the list's, cropped; else ("sha256 mismatch", None)."""
+    """The first copy whose sha256 is the list's, cropped; else ("sha256 mismatch", None), or
+    (None, None) when there is no copy."""
     for path in copies:
         with contextlib.suppress(OSError):
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() == row.sha256:
                 return crop_faces(data, row.bbox, outputs)
-    return "sha256 mismatch", None
+    return "sha256 mismatch" if copies else None, None
 
 
 # ---- Fetching originals: the caches, then downloads ---------------------------------------------
@@ -245,8 +232,7 @@ def download(session, url: str, dest: Path, settings: Build, deadline: float) ->
     return ""
 
 
-def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: float
-                 ) -> dict[int, str]:
+def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: float) -> dict:
     """``{index: (url, path)}`` fetched by a few threads -> ``{index: reason}`` ("" = done).
     A requests Session per thread retries read errors and 5xx answers with backoff (urllib3).
     Daemon threads: Ctrl-C ends the run at once; a file cut off then is a stale .part that the
@@ -254,9 +240,7 @@ def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: flo
     none answered, the rest fail at once."""
     deadline = time.monotonic() + budget
     answered, refused = [0], [0]  # any HTTP answer / connection failures, counted by all threads
-    todo, done = queue.SimpleQueue(), queue.SimpleQueue()
-    for job in jobs.items():
-        todo.put(job)
+    todo, done = deque(jobs.items()), queue.SimpleQueue()  # a deque pops thread-safely
 
     def worker():
         session = requests.Session()
@@ -264,9 +248,9 @@ def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: flo
                       backoff_factor=0.5, status_forcelist=(502, 503, 504))
         for prefix in ("http://", "https://"):
             session.mount(prefix, HTTPAdapter(max_retries=retry))
-        with contextlib.suppress(queue.Empty):
+        with contextlib.suppress(IndexError):  # the deque is empty: all done
             while True:
-                index, (url, path) = todo.get_nowait()
+                index, (url, path) = todo.popleft()
                 if time.monotonic() > deadline:
                     reason = "--timeout spent"
                 elif refused[0] >= settings.no_network_after and not answered[0]:
@@ -303,8 +287,7 @@ def fetch(rows: list[Row], dest: Path, offline: bool, settings: Build, budget: f
     """The copies of each row's original (cached, else downloaded), each row's fetch verdict
     ("cached", "downloaded", "failed" or "missing") and the download failures by reason."""
     cache = Path(dest) / "uncropped"
-    dirs = dict.fromkeys(d.resolve() for d in [cache] + [d / "uncropped"
-                                                         for d in inputs.search_dirs()])
+    dirs = dict.fromkeys((d / "uncropped").resolve() for d in [Path(dest), *inputs.search_dirs()])
     for stale in cache.glob(".*.part"):  # left by a run stopped mid-download
         stale.unlink(missing_ok=True)
     copies = [[d / r.filename for d in dirs if (d / r.filename).is_file()] for r in rows]
@@ -317,8 +300,7 @@ def fetch(rows: list[Row], dest: Path, offline: bool, settings: Build, budget: f
     return copies, verdicts, Counter(r for r in reasons.values() if r)
 
 
-def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float,
-          force: bool) -> dict:
+def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float, force: bool):
     """Build the datasets of ``actors`` into ``dest`` (``dest/quick`` for --quick); the metrics."""
     clock = time.perf_counter()
     rows, malformed, duplicates = read_lists(dest, offline)
@@ -328,36 +310,29 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
     counts = {a: Counter() for a in actors}
     kept = []  # (label, face_id, sha256, crops), in the order of rows: by label, then face_id
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # PIL decodes and resizes off the GIL
-        checked = pool.map(lambda job: verify_and_crop(*job, settings.outputs) if job[0] else
-                           (None, None), zip(copies, rows))  # results in the order of rows
-        for row, verdict, (crop_verdict, crops) in tqdm(zip(rows, verdicts, checked),
-                                                        "verify + crop", total=len(rows),
-                                                        disable=None, leave=False):
+        checked = tqdm(pool.map(verify_and_crop, copies, rows, [settings.outputs] * len(rows)),
+                       "verify + crop", total=len(rows), disable=None, leave=False)
+        for row, verdict, (crop_verdict, crops) in zip(rows, verdicts, checked):
             counts[row.name].update(["rows", verdict] + [crop_verdict] * bool(crop_verdict))
             if crops:
                 kept.append((actors.index(row.name), row.face_id, row.sha256, crops))
     print(summary_table(counts))
     if errors:
         print("download failures: " + ", ".join(f"{k} x{v}" for k, v in errors.most_common()))
-    few = facedata.too_few_faces([k[0] for k in kept], actors, *(
-        (0, 0) if run.quick else (facedata.N_TEST, facedata.N_VAL)))  # quick: its quotas shrink
-    if few:
+    labels = np.array([k[0] for k in kept], np.int64)
+    if few := facedata.too_few_faces(labels, actors, *(
+            (0, 0) if run.quick else (facedata.N_TEST, facedata.N_VAL))):  # quick: quotas shrink
         print(f"warning: too few faces kept for faces.py and deepfaces.py, which hold out "
               f"{facedata.N_TEST} test and {facedata.N_VAL} validation faces per actor: "
               f"{', '.join(few)}. {facedata.MORE_FACES}", file=sys.stderr)
 
     total = sum(counts.values(), Counter())
     folder = Path(dest) / "quick" if run.quick else Path(dest)  # data/quick: facedata.QUICK_DIR
-    paths = [folder / facedata.dataset_name(actors, (h, w), mode)
-             for h, w, mode in settings.outputs]
+    paths = [folder / facedata.dataset_name(actors, (h, w), m) for h, w, m in settings.outputs]
     check_nothing_lost(paths, len(kept), total, offline, errors, force)
     write_datasets(paths, settings.outputs, actors, kept)
     print(f"wrote {len(kept):,} faces to " + ", ".join(map(str, paths)))
-    big = max(range(len(settings.outputs)), key=lambda k: settings.outputs[k][0])
-    figures = [contact_sheet(run, [k[3][big] for k in kept], np.array([k[0] for k in kept]),
-                             actors, settings.sheet_per_actor, "Kept FaceScrub crops "
-                             "({}x{} {}), seed {}".format(*settings.outputs[big], run.seed))
-               ] if kept else []  # --force wrote an empty dataset: nothing to show
+    figures = [contact_sheet(run, kept, labels, actors, settings)] if kept else []  # --force: empty
     seconds = time.perf_counter() - clock
     metrics = {**{m: total[c] for c, m in STAGES.items()},
                **{f"kept_{a.split()[-1].lower()}": counts[a]["kept"] for a in actors},
@@ -370,16 +345,14 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
 
 
 def summary_table(counts: dict[str, Counter]) -> str:
-    """One fixed-width line per actor and a total line: what each stage counted."""
-    widths = [max(len(c), 6) + 2 for c in STAGES]
-    lines = [f"{'actor':<20}" + "".join(f"{c:>{n}}" for c, n in zip(STAGES, widths))]
-    for actor, c in [*counts.items(), ("total", sum(counts.values(), Counter()))]:
-        lines.append(f"{actor:<20}" + "".join(f"{c[k]:>{n}}" for k, n in zip(STAGES, widths)))
-    return "\n".join(lines)
+    """A header, one fixed-width line per actor and a total line: what each stage counted."""
+    widths = {c: max(len(c), 6) + 2 for c in STAGES}
+    lines = {"actor": dict(zip(STAGES, STAGES)), **counts, "total": sum(counts.values(), Counter())}
+    return "\n".join(f"{actor:<20}" + "".join(f"{c[k]:>{n}}" for k, n in widths.items())
+                     for actor, c in lines.items())
 
 
-def check_nothing_lost(paths, n_new: int, total: Counter, offline: bool, errors: Counter,
-                       force: bool) -> None:
+def check_nothing_lost(paths, n_new: int, total: Counter, offline, errors: Counter, force):
     """Stop before writing when a dataset would be empty or smaller than the one there."""
     found = total["cached"] + total["downloaded"]
     no_network = set(errors) <= {"ConnectionError", "skipped: no network"}
@@ -408,9 +381,11 @@ def write_datasets(paths, outputs, actors, kept) -> None:
                                 actors, face_ids, sha256)
 
 
-def contact_sheet(run, images, labels, actors, per_actor: int, title: str) -> str:
-    """One row of ``per_actor`` randomly drawn kept crops per actor, as one mosaic."""
+def contact_sheet(run, kept, labels, actors, settings: Build) -> str:
+    """One row of randomly drawn kept crops (of the largest output) per actor, as one mosaic."""
     import matplotlib.pyplot as plt
+    big = max(range(len(settings.outputs)), key=lambda k: settings.outputs[k][0])
+    images, per_actor = [k[3][big] for k in kept], settings.sheet_per_actor
     (h, w), gap, rng = images[0].shape[:2], 4, run.rng()
     mosaic = np.full((len(actors) * (h + gap), per_actor * (w + gap), 3), 255, dtype=np.uint8)
     for a in range(len(actors)):
@@ -422,7 +397,8 @@ def contact_sheet(run, images, labels, actors, per_actor: int, title: str) -> st
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_yticks([a * (h + gap) + h / 2 for a in range(len(actors))],
                   [f"{actor}\n({np.sum(labels == a)} kept)" for a, actor in enumerate(actors)])
-    ax.set(xticks=[], xlabel="random sample of kept crops (left to right by face_id)", title=title)
+    ax.set(xticks=[], xlabel="random sample of kept crops (left to right by face_id)", title=(
+        "Kept FaceScrub crops ({}x{} {}), seed {}".format(*settings.outputs[big], run.seed)))
     return run.figure(fig, "get_all_imgs_contact_sheet", dpi=100)
 
 
@@ -435,12 +411,11 @@ def main(argv=None) -> dict:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds for all downloads")
     p.add_argument("--force", action="store_true", help="write even an empty or smaller dataset")
     args = p.parse_args(argv)
-    actors = args.actors
     if not args.timeout > 0:
         raise UserError(f"--timeout {args.timeout}: give a number of seconds above 0")
     run, _ = runs.start("get_all_imgs.py", args, {"build": Build},
-                        tags=facedata.actors_tags(actors))
-    return build(run, run.settings(Build), actors, args.dest, args.offline, args.timeout,
+                        tags=facedata.actors_tags(args.actors))
+    return build(run, run.settings(Build), args.actors, args.dest, args.offline, args.timeout,
                  args.force)
 
 

@@ -3,15 +3,14 @@
 The CSC411 (Winter 2017) handout ports Caffe's ``bvlc_alexnet`` and its weights
 (``bvlc_alexnet.npy``) to TensorFlow; Parts 10-11 (deepfaces.py) use one layer's activations
 (conv4 by default) as features of faces. Here the network is one table (``LAYERS``) walked by one
-function (``forward``). Unlike a plain stack of convolutions it has grouped convolutions (conv2,
-conv4, conv5: each half of the input channels has its own half of the kernels, as AlexNet was
-trained on two GPUs) and local response normalisation (LRN) across channels. A batch is
-``N x H x W x C``; weights are a dict ``name -> (W, b)`` in bvlc_alexnet.npy's layout (kernels HWIO
-with one group's input channels, fully connected ``in x out``). Importing this loads nothing.
+function (``forward``), with grouped convolutions (conv2, conv4, conv5: each half of the input
+channels has its own half of the kernels, as AlexNet was trained on two GPUs) and local response
+normalisation (LRN) across channels. A batch is ``N x H x W x C``; weights are a dict
+``name -> (W, b)`` in bvlc_alexnet.npy's layout (kernels HWIO with one group's input channels,
+fully connected ``in x out``). Importing this loads nothing.
 
-The weights (about 233 MB) are at the course's address in ``apparatus.inputs.REGISTRY``; put
-``bvlc_alexnet.npy`` in ``data/`` or in a folder named by ``DEEPNN_DATA``. No sha256 is published,
-so ``load_weights`` checks the content: every layer's shapes against the table, all values finite.
+The weights (about 233 MB, ``inputs.REGISTRY`` has their address) go in ``data/`` or a folder of
+``DEEPNN_DATA``. No sha256 is published, so ``load_weights`` checks the content.
 
     python myalexnet.py                  # the layer table, checked by a pass with generated weights
     python myalexnet.py photo.jpg ...    # the ImageNet top 5 of each image (needs the weights)
@@ -197,8 +196,7 @@ def load_weights(path: Path | str | None = None, stop_at: str = "prob") -> dict:
 def save_weights(path: Path | str, weights: dict) -> Path:
     """``weights`` in bvlc_alexnet.npy's format: ``np.save`` of a dict of [W, b] lists."""
     with inputs.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, {name: [np.asarray(W), np.asarray(b)] for name, (W, b) in weights.items()},
-                allow_pickle=True)
+        np.save(f, {name: [np.asarray(W), np.asarray(b)] for name, (W, b) in weights.items()})
     return Path(path)
 
 
@@ -220,8 +218,7 @@ def main(argv=None) -> None:
         for path in args.images:  # every image read before the 233 MB of weights
             try:
                 with Image.open(path) as img:
-                    images.append(img.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE),
-                                                            Image.BILINEAR))
+                    images.append(img.convert("RGB").resize((INPUT_SIZE,) * 2, Image.BILINEAR))
             except OSError as err:  # missing, unreadable, or not an image PIL knows
                 raise inputs.UserError(f"{path}: not a readable image ({err})") from None
         weights = load_weights()

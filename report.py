@@ -12,8 +12,6 @@ a trial run (``--quick``, ``--set``, another seed) is shown under a warning and 
     python report.py --out runs/quick    # the report of a trial folder
     python report.py --run-all [--quick] [--seed S] [--with-bench]   # run every part first
 """
-from __future__ import annotations
-
 import argparse
 import ast
 import csv
@@ -88,10 +86,10 @@ def load_results(out_dir: Path) -> tuple[dict[str, dict], dict[str, str]]:
     for path in sorted((out_dir / "results").glob("*.csv")):
         stem, _, name = path.stem.rpartition("_")
         if stem in results:
-            rows = csv.DictReader(path.read_text().splitlines())
             number = r"-?\d+(\.\d+)?(e[-+]?\d+)?"  # a cell that spells one; "76/2" stays text
             results[stem][name] = [{k: json.loads(v) if re.fullmatch(number, v) else v
-                                    for k, v in row.items()} for row in rows]
+                                    for k, v in row.items()}
+                                   for row in csv.DictReader(path.read_text().splitlines())]
     return results, damaged
 
 
@@ -115,13 +113,11 @@ def function_source(path: Path, name: str) -> str | None:
     """The source of the function ``name`` defined in ``path``, or None."""
     try:
         text = path.read_text()
-        tree = ast.parse(text)
+        nodes = ast.walk(ast.parse(text))
     except (OSError, SyntaxError, ValueError):
         return None
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
-            return "\n".join(text.splitlines()[node.lineno - 1:node.end_lineno])
-    return None
+    return next(("\n".join(text.splitlines()[node.lineno - 1:node.end_lineno]) for node in nodes
+                 if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name), None)
 
 # ===================================================== Formatting numbers for one output format
 
@@ -132,7 +128,6 @@ TEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"\\": r"\textbackslash{}",
 def filters(fmt: str) -> dict:
     """Jinja filters that write numbers and text for Markdown ("md") or LaTeX ("tex")."""
     tex = fmt == "tex"
-    percent = r"\%" if tex else "%"
 
     def sci(x):  # 2.7e-09 -> $2.7 \times 10^{-9}$, 1e-07 -> $10^{-7}$, 0.11 stays 0.11
         if 1e-3 <= abs(x) < 1e3:
@@ -143,16 +138,12 @@ def filters(fmt: str) -> dict:
 
     def pct(x, digits=4):  # significant digits: 0.9262 -> 92.62%, 0.85 -> 85%, 1.314 -> 131%
         text = f"{100 * x:.{max(0, digits - len(str(int(abs(100 * x)))))}f}"
-        return (text.rstrip("0").rstrip(".") if "." in text else text) + percent
+        return (text.rstrip("0").rstrip(".") if "." in text else text) + (r"\%" if tex else "%")
 
-    return {
-        "pct": pct, "sci": sci,
-        "num": lambda x: f"{x:,}" if isinstance(x, int) else f"{x:.3g}",
-        "secs": lambda x: f"{x:.3g} s",
-        "points": lambda x: f"{x:.1f} points",
-        "t": lambda s: "".join(TEX_SPECIAL.get(c, c) for c in str(s)) if tex else str(s),
-        "mean": statistics.fmean, "std": statistics.pstdev,
-    }
+    return {"pct": pct, "sci": sci, "mean": statistics.fmean, "std": statistics.pstdev,
+            "num": lambda x: f"{x:,}" if isinstance(x, int) else f"{x:.3g}",
+            "secs": lambda x: f"{x:.3g} s", "points": lambda x: f"{x:.1f} points",
+            "t": lambda s: "".join(TEX_SPECIAL.get(c, c) for c in str(s)) if tex else str(s)}
 
 
 OPERATORS = {"<": (operator.lt, "$<$"), ">=": (operator.ge, r"$\geq$"), "==": (operator.eq, "=")}
@@ -200,10 +191,9 @@ def environment(fmt: str, results: dict, out_dir: Path, source_dir: Path) -> jin
     # width / height of a PNG, from its header (side-by-side figures get equal heights)
     env.filters["aspect"] = lambda path: operator.truediv(
         *struct.unpack(">II", (out_dir / path).read_bytes()[16:24]))
-    figures = count(1)
     quotable = {k: r for k, r in results.items() if not is_trial(r)}
     data = tomllib.loads((TEMPLATES / "reference.toml").read_text())
-    env.globals.update(fmt=fmt, figno=lambda: next(figures), R=quotable, REF=data["comparison"],
+    env.globals.update(fmt=fmt, figno=count(1).__next__, R=quotable, REF=data["comparison"],
                        have=lambda *keys: all(k in quotable for k in keys),
                        DROPPED=data["dropped"], pick=pick,
                        source=lambda file, name: function_source(source_dir / file, name))
@@ -213,14 +203,13 @@ def environment(fmt: str, results: dict, out_dir: Path, source_dir: Path) -> jin
     return env
 
 
-def render_section(env: jinja2.Environment, results: dict, spec: tuple,
-                   damaged: dict | None = None) -> str:
+def render_section(env: jinja2.Environment, results: dict, spec: tuple, damaged: dict) -> str:
     """One section: its heading, then its template, or why it cannot be shown."""
     template, key, heading, command = spec
     k, record = env.globals["k"], results.get(key)
     text = k.h(1, heading)
     if key and record is None:
-        return text + k.not_run(command, (damaged or {}).get(key, f"no results/{key}.json"))
+        return text + k.not_run(command, damaged.get(key, f"no results/{key}.json"))
     if key and is_trial(record):
         return text + k.trial(command, record)
     try:

@@ -1,21 +1,19 @@
 """The face datasets of one actor set, and their duplicate-aware train / validation / test split.
 
-A dataset file is ``faces_<actors>_<H>x<W>_<mode>.npz`` (``<actors>``: the surnames in label
-order, e.g. ``drescher-ferrera-chenoweth-baldwin-hader-carell``), loadable with
-``allow_pickle=False``: ``images`` uint8 (N, H, W) or (N, H, W, 3); ``labels`` int64 (N,) indexing
-``actors`` (K,); ``face_ids`` int64 (N,), unique; ``sha256`` str (N,). ``get_all_imgs.py`` writes
-them into ``data/`` (``data/quick/`` for ``--quick``); every size and mode of one build holds the
-same rows.
+A dataset file is ``faces_<actors>_<H>x<W>_<mode>.npz`` (``<actors>``: the surnames in label order,
+e.g. ``drescher-ferrera-chenoweth-baldwin-hader-carell``), loadable with ``allow_pickle=False``:
+``images`` uint8 (N, H, W) or (N, H, W, 3); ``labels`` int64 (N,) indexing ``actors`` (K,);
+``face_ids`` int64 (N,), unique; ``sha256`` str (N,). ``get_all_imgs.py`` writes them into ``data/``
+(``data/quick/`` for ``--quick``); every size and mode of one build holds the same rows.
 
-The split: FaceScrub lists one photo under several URLs, so near-duplicate crops (correlation
-above 0.96 between 16x16 downscaled, standardised crops) are joined into groups (connected
-components), and a group never straddles two splits: no test face has a twin in training. Per
-actor, groups in random order fill the test quota, then validation; the rest is training. The
-split is saved by face id in ``faces_<actors>_split_seed<S>.json`` beside the dataset, so the
-60x60 and the 227x227 datasets (same face ids) share it.
+The split: FaceScrub lists one photo under several URLs, so near-duplicate crops (correlation above
+0.96 between 16x16 downscaled, standardised crops) are joined into groups (connected components),
+and a group never straddles two splits: no test face has a twin in training. Per actor, groups in
+random order fill the test quota, then validation; the rest is training. The split is saved by face
+id in ``faces_<actors>_split_seed<S>.json`` beside the dataset, so the 60x60 and the 227x227
+datasets (same face ids) share it.
 """
-from __future__ import annotations
-
+import contextlib
 import json
 from pathlib import Path
 
@@ -68,13 +66,12 @@ def build_command(actors, quick: bool = False) -> str:
 def find_dataset(actors, size, mode: str, quick: bool = False) -> Path:
     """The dataset file on the search path; a --quick run also takes get_all_imgs.py --quick's."""
     name = dataset_name(actors, size, mode)
-    found = inputs.locate(name) or (QUICK_DIR / name if quick and (QUICK_DIR / name).exists()
-                                    else None)
+    folders = inputs.search_dirs() + ([QUICK_DIR] if quick else [])
+    found = next((d / name for d in folders if (d / name).exists()), None)
     if found is None:
-        raise MissingInputError(
-            f"Face dataset '{name}' was not found (looked in "
-            f"{', '.join(map(str, inputs.search_dirs() + ([QUICK_DIR] if quick else [])))}). "
-            f"Build it with: {build_command(actors, quick)}")
+        raise MissingInputError(f"Face dataset '{name}' was not found (looked in "
+                                f"{', '.join(map(str, folders))}). "
+                                f"Build it with: {build_command(actors, quick)}")
     return found
 
 
@@ -95,8 +92,7 @@ def check_dataset(data: dict, path, size, mode: str) -> None:
     """Keys, shapes, dtypes, label range and unique ids of a dataset; InputFormatError if not."""
     def bad(what):
         raise InputFormatError(f"{path}: {what}. Rebuild it with python get_all_imgs.py")
-    missing = {"images", "labels", "actors", "face_ids"} - set(data)
-    if missing:
+    if missing := {"images", "labels", "actors", "face_ids"} - set(data):
         bad(f"no arrays {sorted(missing)}")
     images, labels, ids = data["images"], data["labels"], data["face_ids"]
     shape = tuple(size) + ((3,) if mode == "rgb" else ())
@@ -117,50 +113,42 @@ def save_faces(path: Path, images, labels, actors, face_ids, sha256) -> Path:
                            face_ids=np.asarray(face_ids, np.int64), sha256=np.asarray(sha256, str))
 
 
-# ======================================================================================
-# The duplicate-aware split
-# ======================================================================================
-
-def crop_signatures(images: np.ndarray, side: int = 16) -> np.ndarray:
-    """(N, H, W[, 3]) -> (N, side*side) zero-mean, unit-norm rows of the box-downscaled crops."""
-    from PIL import Image
-    gray = np.asarray(images, np.float32)
-    gray = gray.mean(axis=-1) if gray.ndim == 4 else gray
-    small = np.stack([np.asarray(Image.fromarray(g).resize((side, side), Image.BOX), np.float32)
-                      for g in gray]).reshape(len(gray), -1)
-    small -= small.mean(axis=1, keepdims=True)
-    return small / (np.linalg.norm(small, axis=1, keepdims=True) + 1e-6)
-
+# ==== The duplicate-aware split ===============================================================
 
 def duplicate_groups(images: np.ndarray, side: int = 16, threshold: float = 0.96) -> np.ndarray:
-    """Group number per row: rows whose crops correlate above ``threshold`` are joined, and the
-    groups are the connected components (numbered in order of their first row)."""
+    """Group number per row of (N, H, W[, 3]) ``images``: rows whose crops, box-downscaled to
+    side x side, correlate above ``threshold`` are joined, and the groups are the connected
+    components (numbered in order of their first row)."""
+    from PIL import Image
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
-    S = crop_signatures(images, side)
+    gray = np.asarray(images, np.float32)
+    gray = gray.mean(axis=-1) if gray.ndim == 4 else gray
+    S = np.stack([np.asarray(Image.fromarray(g).resize((side, side), Image.BOX), np.float32)
+                  for g in gray]).reshape(len(gray), -1)
+    S -= S.mean(axis=1, keepdims=True)
+    S /= np.linalg.norm(S, axis=1, keepdims=True) + 1e-6  # unit rows: S @ S.T correlates
     pairs = np.triu(S @ S.T, k=1) > threshold
     return connected_components(csr_matrix(pairs), directed=False)[1]
 
 
-def assign_split(labels: np.ndarray, groups: np.ndarray, seed: int, n_test: int, n_val: int,
-                 actors=None) -> dict[str, np.ndarray]:
+def assign_split(labels, groups, seed: int, n_test: int, n_val: int, actors) -> dict:
     """Per actor, whole groups in random order fill test (n_test), then validation (n_val); the
     rest is training. A group holding photos of two actors goes to training."""
     rng = np.random.default_rng(seed)
     where = np.full(len(labels), "train", dtype=object)
-    for actor in range(len(actors) if actors is not None else labels.max() + 1):
+    for actor, name in enumerate(actors):
         own = [g for g in np.unique(groups[labels == actor])
                if np.all(labels[groups == g] == actor)]
         quota = {"test": n_test, "val": n_val}
         for g in rng.permutation(own):
             members = np.flatnonzero(groups == g)
-            for name in ("test", "val"):
-                if len(members) <= quota[name]:
-                    where[members] = name
-                    quota[name] -= len(members)
+            for split in ("test", "val"):
+                if len(members) <= quota[split]:
+                    where[members] = split
+                    quota[split] -= len(members)
                     break
         if quota["test"] or quota["val"]:
-            name = actors[actor] if actors is not None else f"label {actor}"
             raise UserError(f"{name} has {np.sum(labels == actor)} faces in too few distinct "
                             f"photos to hold out {n_test} test and {n_val} validation faces. "
                             f"{MORE_FACES}")
@@ -182,14 +170,11 @@ def split_path(actors, seed: int, folder: Path) -> Path:
     return Path(folder) / f"faces_{actors_tag(actors)}_split_seed{seed}.json"
 
 
-def get_split(data: dict, seed: int, n_test: int = N_TEST, n_val: int = N_VAL,
-              folder: Path | None = None,
+def get_split(data: dict, seed: int, n_test: int = N_TEST, n_val: int = N_VAL, folder=None,
               side: int = 16, threshold: float = 0.96) -> tuple[dict[str, np.ndarray], dict]:
-    """Row indices per split of ``data`` and the split record, made once per seed and kept.
-
-    A saved split is reused when it was made with the same quotas and holds every face id of
-    ``data``; otherwise the groups are found, the split made, and saved (atomically).
-    """
+    """Row indices per split of ``data`` and the split record, made once per seed and kept: a
+    saved split is reused when it was made with the same quotas and holds every face id of
+    ``data``; otherwise the groups are found, the split made, and saved (atomically)."""
     if len(data["actors"]) < 2:  # one class: every net would be right every time
         raise UserError(f"one actor ({data['actors'][0]}): the networks tell actors apart; "
                         "give at least two with --actors")
@@ -200,13 +185,11 @@ def get_split(data: dict, seed: int, n_test: int = N_TEST, n_val: int = N_VAL,
     path = split_path(data["actors"], seed, folder or inputs.DATA_DIR)
     wanted = {"seed": seed, "n_test": n_test, "n_val": n_val, "dup_side": side,
               "dup_threshold": threshold}
-    if path.exists():
-        try:
-            record = json.loads(path.read_text())
-            if all(record.get(k) == v for k, v in wanted.items()):
-                return rows_of(data["face_ids"], record), record
-        except (ValueError, KeyError, TypeError, InputFormatError):
-            pass  # damaged or made for another dataset: made again below
+    # none saved, or damaged, or made for another dataset: made again below
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError, InputFormatError):
+        record = json.loads(path.read_text())
+        if all(record.get(k) == v for k, v in wanted.items()):
+            return rows_of(data["face_ids"], record), record
     groups = duplicate_groups(data["images"], side, threshold)
     split = assign_split(data["labels"], groups, seed, n_test, n_val, data["actors"])
     sizes = np.bincount(groups)
@@ -233,9 +216,8 @@ def load_split(actors, seed: int, quick: bool = False) -> tuple[dict, dict, dict
     is made on these crops). It lives beside the dataset: data/, or data/quick/ for --quick."""
     path = find_dataset(actors, (60, 60), "gray", quick)
     data = load_faces(actors, (60, 60), "gray", quick, path=path)
-    folder = QUICK_DIR if path.parent == QUICK_DIR else inputs.DATA_DIR
     rows, record = get_split(data, seed, *quotas(data["labels"], quick, len(data["actors"])),
-                             folder=folder)
+                             folder=QUICK_DIR if path.parent == QUICK_DIR else inputs.DATA_DIR)
     return data, rows, record
 
 

@@ -3,14 +3,11 @@
 * An input is looked for in the project's ``data/``, then in each folder of ``$DEEPNN_DATA``
   (separated like PATH, read-only). Downloads and caches are written only into ``data/``.
 * The fixed inputs of the course are listed in ``REGISTRY`` with their address and sha256. A
-  local copy is used only when its sha256 is one of those listed; a download is checked the same
-  way (pooch does the download into a temporary file and the check).
+  local copy is used only when its sha256 is one of those listed, and so is a download.
 * Every write is atomic: a temporary file beside the target, then ``os.replace``.
 * The two pickles of the course (``snapshot50.pkl``, ``bvlc_alexnet.npy``) are read only through
   ``RestrictedUnpickler``: numpy arrays and plain containers, nothing that could run code.
 """
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import os
@@ -56,15 +53,12 @@ class InputFormatError(UserError, ValueError):
     """An input exists but is not what it should be (corrupt, truncated, wrong shape or hash)."""
 
 
-# ======================================================================================
-# Finding inputs
-# ======================================================================================
+# ==== Finding inputs ==========================================================================
 
 def search_dirs() -> list[Path]:
     """The folders searched for inputs, in order: data/, then each folder of $DEEPNN_DATA."""
-    extra = [Path(p).expanduser().resolve() for p in os.environ.get(DATA_ENV, "").split(os.pathsep)
-             if p.strip()]
-    return [DATA_DIR] + extra
+    return [DATA_DIR] + [Path(p).expanduser().resolve()
+                         for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p.strip()]
 
 
 def locate(name: str) -> Path | None:
@@ -73,18 +67,14 @@ def locate(name: str) -> Path | None:
 
 
 def sha256_file(path: Path | str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def missing_message(name: str, problem: str = "") -> str:
     """One message: the file, where we looked, and where to get it."""
     url, hashes = REGISTRY.get(name, (None, ()))
-    lines = [f"Input file '{name}' was not found. Looked in:"]
-    lines += [f"  - {d}" for d in search_dirs()]
+    lines = [f"Input file '{name}' was not found. Looked in:", *(f"  - {d}" for d in search_dirs())]
     if url:
         lines.append(f"Get it from {url}" + (f" (sha256 {hashes[0]})" if hashes else ""))
     lines.append(f"and put it in {DATA_DIR}/, or point {DATA_ENV} at a folder that holds it "
@@ -93,12 +83,8 @@ def missing_message(name: str, problem: str = "") -> str:
 
 
 def find_input(name: str, download: bool = True, folder: Path | str | None = None) -> Path:
-    """Path of the fixed input ``name``: a local copy whose sha256 is known, else a download.
-
-    ``folder`` (default data/) is searched first and receives the download. A local copy with
-    another sha256 is passed over (a later copy may be good); if none is good and the download
-    fails too, the error names the bad copies.
-    """
+    """Path of the fixed input ``name``: a local copy with a listed sha256, else a download into
+    ``folder`` (default data/, searched first). A copy with another sha256 is passed over."""
     folder = Path(folder) if folder is not None else DATA_DIR
     url, hashes = REGISTRY.get(name, (None, ()))
     bad = []
@@ -128,9 +114,7 @@ def download_input(url: str, dest: Path, sha256: str | None, timeout: float = 30
                                fname=dest.name, path=dest.parent, downloader=downloader))
 
 
-# ======================================================================================
-# Atomic writes and .npz caches
-# ======================================================================================
+# ==== Atomic writes and .npz caches ===========================================================
 
 @contextlib.contextmanager
 def atomic_path(dest: Path | str):
@@ -144,8 +128,7 @@ def atomic_path(dest: Path | str):
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, dest)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -165,8 +148,7 @@ def save_npz(dest: Path | str, compress: bool = True, **arrays) -> Path:
     return Path(dest)
 
 
-def load_npz(path: Path | str, remedy: str = "Delete it and re-run the script that makes it."
-             ) -> dict[str, np.ndarray]:
+def load_npz(path, remedy: str = "Delete it and re-run the script that makes it.") -> dict:
     """Every array of an ``.npz`` (``allow_pickle=False``), or InputFormatError naming the file."""
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -175,9 +157,7 @@ def load_npz(path: Path | str, remedy: str = "Delete it and re-run the script th
         raise InputFormatError(f"{path}: not a readable .npz file ({err}). {remedy}") from err
 
 
-# ======================================================================================
-# The restricted unpickler
-# ======================================================================================
+# ==== The restricted unpickler ================================================================
 
 # What a pickle of numpy arrays inside dicts and lists needs, under numpy 1.x and 2.x names.
 SAFE_GLOBALS = {
@@ -201,31 +181,24 @@ class RestrictedUnpickler(pickle._Unpickler):
         raise pickle.UnpicklingError(f"refused global '{module}.{name}': only numpy arrays and "
                                      "plain containers are allowed")
 
-    @staticmethod
-    def plain_keys(keys):
-        if not all(isinstance(key, (str, bytes, int, float)) for key in keys):
-            raise pickle.UnpicklingError("refused a dict key that is not a string or a number")
-
-    def load_setitem(self):  # stack: ..., dict, key, value
-        self.plain_keys(self.stack[-2:-1])
-        super().load_setitem()
-
-    def load_setitems(self):  # stack: the keys and values since the mark
-        self.plain_keys(self.stack[0::2])
-        super().load_setitems()
-
-    def load_dict(self):
-        self.plain_keys(self.stack[0::2])
-        super().load_dict()
+    def keys_checked(load, keys):
+        """``load`` (an opcode that puts ``keys(stack)`` into a dict) after checking those keys."""
+        def checked(self):
+            if not all(isinstance(key, (str, bytes, int, float)) for key in keys(self.stack)):
+                raise pickle.UnpicklingError("refused a dict key that is not a string or a number")
+            load(self)
+        return checked
 
     def refuse_set(self):
         raise pickle.UnpicklingError("refused a set: only numpy arrays and plain containers")
 
-    for opcode, load in ((pickle.SETITEM, load_setitem), (pickle.SETITEMS, load_setitems),
-                         (pickle.DICT, load_dict), (pickle.EMPTY_SET, refuse_set),
-                         (pickle.ADDITEMS, refuse_set), (pickle.FROZENSET, refuse_set)):
-        dispatch[opcode[0]] = load
-    del opcode, load
+    dispatch[pickle.SETITEM[0]] = keys_checked(dispatch[pickle.SETITEM[0]],
+                                               lambda stack: stack[-2:-1])  # ..., dict, key, value
+    for opcode in (pickle.SETITEMS, pickle.DICT):  # the stack: keys and values since the mark
+        dispatch[opcode[0]] = keys_checked(dispatch[opcode[0]], lambda stack: stack[0::2])
+    for opcode in (pickle.EMPTY_SET, pickle.ADDITEMS, pickle.FROZENSET):
+        dispatch[opcode[0]] = refuse_set
+    del opcode, keys_checked
 
 
 def safe_unpickle(stream, source: str) -> object:
@@ -244,12 +217,8 @@ def load_pickle(path: Path | str) -> object:
 
 
 def load_npy_object(path: Path | str) -> object:
-    """An object ``.npy`` such as ``bvlc_alexnet.npy`` (``np.save`` of a dict), safely.
-
-    The file is a .npy header followed by a pickle of a 0-d object array: the header is read
-    with numpy, the pickle with :class:`RestrictedUnpickler`. A plain numeric .npy is returned
-    as an array.
-    """
+    """An object ``.npy`` such as ``bvlc_alexnet.npy`` (``np.save`` of a dict): its header read by
+    numpy, its pickle by :class:`RestrictedUnpickler`. A plain numeric .npy is read as an array."""
     from numpy.lib import format as npformat
     with open(path, "rb") as f:
         try:
@@ -265,6 +234,5 @@ def load_npy_object(path: Path | str) -> object:
                                        "values). Get a fresh copy.")
             return data.reshape(shape)
         obj = safe_unpickle(f, str(path))
-    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
-        return obj.item()
-    return obj
+    wrapped = isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ()
+    return obj.item() if wrapped else obj  # np.save wraps a dict in a 0-d object array

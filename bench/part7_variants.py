@@ -1,28 +1,26 @@
 """Benchmark: the Part 7 variants we tried to raise the accuracy, measured against Part 7's setting.
 
-Each variant changes one or two of Part 7's settings (faces.py); the network keeps the number of
-hidden units that Part 7 chose (results/faces_part7.json). For each of ``n_seeds`` seeds: that
-seed's split of the faces (another train/validation/test draw) and that seed's initial weights
-and batch order; the variant and Part 7's own setting are both trained on it and scored on its
-validation faces. The table: each variant's validation accuracy (mean +- sd over the seeds) and
-its difference from Part 7's setting on the same seeds. The test faces are not looked at.
-Results: ``results/bench_part7_variants.json`` (the report's "tried and dropped" table).
+Each variant changes one or two of Part 7's settings (faces.py) and keeps the hidden units Part 7
+chose (results/faces_part7.json). For each of ``n_seeds`` seeds (that seed's train/validation/test
+split, initial weights and batch order) the variant and Part 7's own setting are both trained and
+scored on the validation faces; the test faces are not looked at. The table (the report's "tried
+and dropped" one, in ``results/bench_part7_variants.json``): each variant's validation accuracy
+(mean +- sd over the seeds) and its difference from Part 7's setting on the same seeds.
 
     python bench/part7_variants.py             # 5 seeds, ~15 min on 2 cores
     python bench/part7_variants.py --quick     # a smoke run in seconds (numbers not quotable)
 """
 import json
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from statistics import fmean, stdev
 from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project: faces, apparatus
 
 from apparatus import facedata, inputs, runs  # noqa: E402
-from apparatus.runs import setting  # noqa: E402
 
 PART7_RESULT = Path(__file__).resolve().parents[1] / "results" / "faces_part7.json"
 
@@ -45,19 +43,17 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class Bench:
-    n_seeds: int = setting(5, ge=2)  # splits and initialisations: a mean and a spread
+    n_seeds: int = runs.setting(5, ge=2)  # splits and initialisations: a mean and a spread
     variants: tuple = tuple(VARIANTS)  # which of VARIANTS to train
     QUICK: ClassVar[dict] = {"n_seeds": 2, "variants": ("dropout_0.5", "no_flip")}
 
     def __post_init__(self):
-        unknown = sorted(set(self.variants) - set(VARIANTS))
-        if unknown or not self.variants:
+        if not self.variants or not set(self.variants) <= set(VARIANTS):
             raise inputs.UserError(f"--set variants={self.variants!r}: choose among "
                                    f"{', '.join(VARIANTS)}")
 
 
-def part7_hidden_units() -> int:
-    """The number of hidden units Part 7 chose, from its committed result."""
+def part7_hidden_units() -> int:  # Part 7's choice, from its committed result
     try:
         return int(json.loads(PART7_RESULT.read_text())["metrics"]["hidden_units"])
     except (OSError, ValueError, KeyError) as err:
@@ -71,38 +67,29 @@ def validation_accuracy(faces, part7, changes: dict, seed: int, quick: bool) -> 
     data, split, _ = facedata.load_split(facedata.DEFAULT_ACTORS, seed, quick)
     X, y, split_aug = faces.augmented_features(data["images"], data["labels"], split, s.flip,
                                                s.shifts)
-    no_rows = split["test"][:0]
-    params, _ = faces.train_net(X, y, {**split_aug, "test": no_rows}, faces.train_settings(s),
-                                seed)
+    params, _ = faces.train_net(X, y, {**split_aug, "test": split["test"][:0]},  # no test rows
+                                faces.train_settings(s), seed)
     return faces.accuracy(params, X[split["val"]], y[split["val"]])
 
 
 def main(argv=None) -> dict:
-    p = runs.parser(__doc__, {}, settings={"bench": Bench})
-    args = p.parse_args(argv)
+    args = runs.parser(__doc__, {}, settings={"bench": Bench}).parse_args(argv)
     run, _ = runs.start("bench/part7_variants.py", args, {"bench": Bench})
     s = run.settings(Bench)
     import faces  # TensorFlow loads here, after the options are checked
-    part7 = runs.make_settings(faces.Part7, run.quick)
-    part7 = replace(part7, hidden_units=part7_hidden_units() if not run.quick else 16)
+    part7 = replace(runs.make_settings(faces.Part7, run.quick),
+                    hidden_units=part7_hidden_units() if not run.quick else 16)
     seeds = list(range(run.seed, run.seed + s.n_seeds))
-    t0, scores = time.perf_counter(), {}
-    for name in ("baseline", *s.variants):
-        changes = {} if name == "baseline" else VARIANTS[name][1]
-        scores[name] = [validation_accuracy(faces, part7, changes, seed, run.quick)
-                        for seed in seeds]
-        print(f"  {name:16s} validation " + " ".join(f"{a:.3f}" for a in scores[name]),
-              flush=True)
-    rows, metrics = [], {}
-    for name in ("baseline", *s.variants):
-        gain = [a - b for a, b in zip(scores[name], scores["baseline"])]  # same seeds: paired
-        row = {"variant": name, "what": VARIANTS[name][0] if name in VARIANTS else
-               "Part 7's setting", "changes": VARIANTS.get(name, ("", {}))[1],
-               "val_mean": statistics.fmean(scores[name]), "val_sd": statistics.stdev(scores[name]),
-               "gain_mean": statistics.fmean(gain), "gain_sd": statistics.stdev(gain),
-               "val_per_seed": scores[name]}
-        rows.append(row)
-        metrics[f"{name}_val_mean"], metrics[f"{name}_gain_mean"] = row["val_mean"], row["gain_mean"]
+    t0, rows, metrics = time.perf_counter(), [], {}
+    for name in ("baseline", *s.variants):  # the baseline first: the others are paired with it
+        what, changes = VARIANTS.get(name, ("Part 7's setting", {}))
+        val = [validation_accuracy(faces, part7, changes, seed, run.quick) for seed in seeds]
+        print(f"  {name:16s} validation " + " ".join(f"{a:.3f}" for a in val), flush=True)
+        gain = [a - b for a, b in zip(val, rows[0]["val_per_seed"] if rows else val)]  # same seeds
+        rows.append({"variant": name, "what": what, "changes": changes, "val_mean": fmean(val),
+                     "val_sd": stdev(val), "gain_mean": fmean(gain), "gain_sd": stdev(gain),
+                     "val_per_seed": val})
+        metrics |= {f"{name}_{k}": rows[-1][k] for k in ("val_mean", "gain_mean")}
     metrics["best_gain_mean"] = max(r["gain_mean"] for r in rows[1:])
     run.record(None, {**asdict(s), "hidden_units": part7.hidden_units, "seeds": seeds},
                metrics, [], time.perf_counter() - t0, rows=rows)
