@@ -25,17 +25,16 @@ from threadpoolctl import threadpool_info  # noqa: E402  (installed with scikit-
 
 import digits  # noqa: E402  (NumPy and matplotlib only)
 from apparatus import digitdata, runs  # noqa: E402
-from apparatus.runs import setting  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Bench:
-    epochs: int = setting(20, ge=1)  # MLPClassifier and Keras reach about 98% by then
-    batch_size: int = setting(100, ge=1)  # the handout's mini-batch size
-    learning_rate: float = setting(0.05, gt=0)  # Part 4's, constant: scikit-learn has no cosine
-    momentum: float = setting(0.9, ge=0, lt=1)  # plain (heavy-ball) momentum in all three
-    train_images: int = setting(60000, ge=1)  # all of MNIST's training images
-    test_images: int = setting(10000, ge=1)  # all of its test images
+    epochs: int = runs.setting(20, ge=1)  # MLPClassifier and Keras reach about 98% by then
+    batch_size: int = runs.setting(100, ge=1)  # the handout's mini-batch size
+    learning_rate: float = runs.setting(0.05, gt=0)  # Part 4's, kept constant (sklearn: no cosine)
+    momentum: float = runs.setting(0.9, ge=0, lt=1)  # plain (heavy-ball) momentum in all three
+    train_images: int = runs.setting(60000, ge=1)  # all of MNIST's training images
+    test_images: int = runs.setting(10000, ge=1)  # all of its test images
     QUICK: ClassVar[dict] = {"epochs": 1, "train_images": 3000, "test_images": 1000}
 
 
@@ -84,8 +83,7 @@ class KerasArm:
             keras.Input((X.shape[1],)),
             keras.layers.Dense(params["W0"].shape[1], activation="tanh"),
             keras.layers.Dense(params["W1"].shape[1], activation="softmax")])
-        self.model.layers[0].set_weights([params["W0"], params["b0"]])
-        self.model.layers[1].set_weights([params["W1"], params["b1"]])
+        self.model.set_weights([params[k] for k in ("W0", "b0", "W1", "b1")])
         self.model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.SGD(
             learning_rate=s.learning_rate, momentum=s.momentum))
         self.X, self.Y, self.batch_size, self.done = X, digitdata.one_hot(y), s.batch_size, 0
@@ -160,11 +158,10 @@ def epoch_breakdown(params, X, y, s: Bench, seed: int) -> tuple[dict[str, float]
         clock.append(("gradient of W0 (floor)", time.perf_counter()))
         grads.update(b0=dZ0.sum(axis=0), W1=H.T @ dO, b1=dO.sum(axis=0))
         clock.append(("gradients of W1 and the biases", time.perf_counter()))
-        for k, w in p.items():
-            v = velocity[k]
-            v *= mu
-            v -= lr * (grads[k] / B)
-            w += v
+        for k, w in p.items():  # in place, as train_network: v = mu v - lr dw; w += v
+            velocity[k] *= mu
+            velocity[k] -= lr * (grads[k] / B)
+            w += velocity[k]
         clock.append(("momentum step (4 arrays)", time.perf_counter()))
         for (_, t0), (step, t1) in zip(clock, clock[1:]):
             seconds[step] = seconds.get(step, 0.0) + t1 - t0
@@ -204,7 +201,6 @@ def main(argv=None) -> None:
                     f"{p['internal_api']} {p['num_threads']}" for p in threadpool_info()],
                 "load_average_at_start": round(os.getloadavg()[0], 2)}
     print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
-
     clock = time.perf_counter()
     arms = {a: {**ARMS, "floor": FloorArm}[a](params, X, y, s, run.seed, args.threads)
             for a in [*args.arms, "floor"]}
