@@ -79,10 +79,9 @@ class KerasArm:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         import keras
         runs.seed_tensorflow(seed)
-        self.model = keras.Sequential([
-            keras.Input((X.shape[1],)),
-            keras.layers.Dense(params["W0"].shape[1], activation="tanh"),
-            keras.layers.Dense(params["W1"].shape[1], activation="softmax")])
+        self.model = keras.Sequential([keras.Input((X.shape[1],)),
+                                       keras.layers.Dense(len(params["b0"]), activation="tanh"),
+                                       keras.layers.Dense(len(params["b1"]), activation="softmax")])
         self.model.set_weights([params[k] for k in ("W0", "b0", "W1", "b1")])
         self.model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.SGD(
             learning_rate=s.learning_rate, momentum=s.momentum))
@@ -134,9 +133,8 @@ class SklearnArm:
 
 
 def epoch_breakdown(params, X, y, s: Bench, seed: int) -> tuple[dict[str, float], dict]:
-    """Where our epoch goes: the lines of ``train_network`` and ``tanh_backward`` for one epoch,
-    a clock read between steps (~0.1 us each: nothing next to the steps); (floor) marks the floor
-    arm's products. Returns (seconds per step, the weights after it: a test holds them equal)."""
+    """Where our epoch goes: ``train_network``'s and ``tanh_backward``'s lines for one epoch, a
+    clock read (~0.1 us) between steps. Returns (seconds per step, the weights after the epoch)."""
     p = {k: v.copy() for k, v in params.items()}
     velocity, Y = {k: np.zeros_like(v) for k, v in p.items()}, digitdata.one_hot(y)
     B, lr, mu = s.batch_size, s.learning_rate, s.momentum
@@ -206,8 +204,7 @@ def main(argv=None) -> None:
             for a in [*args.arms, "floor"]}
     seconds = {a: [] for a in arms}
     for epoch in range(s.epochs):
-        # every arm trains epoch e before any trains e + 1, in an order rotated each epoch, so
-        # that a burst of other work on the machine slows all arms alike
+        # each arm in turn, in an order rotated each epoch: other work on the machine slows all
         for a in list(arms)[epoch % len(arms):] + list(arms)[:epoch % len(arms)]:
             seconds[a].append(arms[a].epoch())
         print(f"epoch {epoch + 1:3d}/{s.epochs}: " + "  ".join(
@@ -227,7 +224,6 @@ def main(argv=None) -> None:
                     f"{a}_over_numpy_ratio_min": min(side_by_side),
                     f"{a}_over_numpy_ratio_max": max(side_by_side),
                     f"{a}_minus_numpy_accuracy_points": 100 * (accuracy[a] - accuracy["numpy"])}
-    # one more epoch of ours, step by step: where it goes
     breakdown = epoch_breakdown(params, X, y, s, run.seed)[0] if "numpy" in arms else {}
     print("\n".join(f"  {k:36s} {v:9.4f}" for k, v in {**metrics, **breakdown}.items()))
     settings["load_average_at_end"] = round(os.getloadavg()[0], 2)  # other work during the run?
