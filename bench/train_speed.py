@@ -102,10 +102,11 @@ class KerasArm:
 
 
 class SklearnArm:
-    """``MLPClassifier.partial_fit`` per call, one shuffled epoch, timed whole (no finite scan)."""
+    """``MLPClassifier.partial_fit`` per call, one shuffled epoch, timed whole."""
     def __init__(self, params, X, y, s: Bench, seed, threads):
-        from sklearn.neural_network import MLPClassifier
-        self.classifier = MLPClassifier(
+        import sklearn.neural_network
+        sklearn.set_config(assume_finite=True)  # no scan of X for NaN in each epoch
+        self.classifier = sklearn.neural_network.MLPClassifier(
             hidden_layer_sizes=(params["W0"].shape[1],), activation="tanh", solver="sgd",
             alpha=0.0, batch_size=s.batch_size, learning_rate="constant", shuffle=True,
             learning_rate_init=s.learning_rate, momentum=s.momentum, nesterovs_momentum=False,
@@ -122,25 +123,21 @@ class SklearnArm:
         del self.classifier._optimizer
 
     def epoch(self) -> float:
-        import sklearn
-        with sklearn.config_context(assume_finite=True):
-            start = time.perf_counter()
-            self.classifier.partial_fit(self.X, self.y)
-            return time.perf_counter() - start
+        start = time.perf_counter()
+        self.classifier.partial_fit(self.X, self.y)
+        return time.perf_counter() - start
 
     def accuracy(self, X_test, y_test) -> float:
         return float(np.mean(self.classifier.predict(X_test) == y_test))
 
 
-def epoch_breakdown(params, X, y, s: Bench, seed: int) -> tuple[dict[str, float], dict]:
-    """Where our epoch goes: ``train_network``'s and ``tanh_backward``'s lines for one epoch, a
-    clock read (~0.1 us) between steps. Returns (seconds per step, the weights after the epoch)."""
-    p = {k: v.copy() for k, v in params.items()}
-    velocity, Y = {k: np.zeros_like(v) for k, v in p.items()}, digitdata.one_hot(y)
-    B, lr, mu = s.batch_size, s.learning_rate, s.momentum
+def step_by_step(arm: NumpyArm) -> dict[str, float]:
+    """Where our epoch goes: an epoch of ``arm`` through ``train_network``'s and ``tanh_backward``'s
+    lines, with a clock read (~0.1 us) between steps; the seconds of each step."""
+    p, velocity, X, Y = arm.params, arm.velocity, arm.X, arm.Y
+    B, lr, mu = arm.sgd.batch_size, arm.sgd.learning_rate, arm.sgd.momentum
     seconds = {}
-    order = np.random.default_rng(seed).permutation(len(X))[:len(X) // B * B].reshape(-1, B)
-    for idx in order:
+    for idx in arm.rng.permutation(len(X))[:len(X) // B * B].reshape(-1, B):
         clock = [("", time.perf_counter())]  # (the step that just ended, when)
         Xb, Yb = X[idx], Y[idx]
         clock.append(("gather the batch's rows", time.perf_counter()))
@@ -163,7 +160,7 @@ def epoch_breakdown(params, X, y, s: Bench, seed: int) -> tuple[dict[str, float]
         clock.append(("momentum step (4 arrays)", time.perf_counter()))
         for (_, t0), (step, t1) in zip(clock, clock[1:]):
             seconds[step] = seconds.get(step, 0.0) + t1 - t0
-    return seconds, p
+    return seconds
 
 
 ARMS = {"numpy": NumpyArm, "keras": KerasArm, "sklearn": SklearnArm}  # and the floor, always
@@ -224,7 +221,7 @@ def main(argv=None) -> None:
                     f"{a}_over_numpy_ratio_min": min(side_by_side),
                     f"{a}_over_numpy_ratio_max": max(side_by_side),
                     f"{a}_minus_numpy_accuracy_points": 100 * (accuracy[a] - accuracy["numpy"])}
-    breakdown = epoch_breakdown(params, X, y, s, run.seed)[0] if "numpy" in arms else {}
+    breakdown = step_by_step(NumpyArm(params, X, y, s, run.seed, None)) if "numpy" in arms else {}
     print("\n".join(f"  {k:36s} {v:9.4f}" for k, v in {**metrics, **breakdown}.items()))
     settings["load_average_at_end"] = round(os.getloadavg()[0], 2)  # other work during the run?
     run.record(None, settings, metrics, [], time.perf_counter() - clock,
