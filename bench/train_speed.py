@@ -115,8 +115,7 @@ class SklearnArm:
         # one fit on an image per class sets up shapes and classes; then our weights replace
         # its own, and its optimizer goes: the first epoch starts with zero velocity
         first = np.array([np.flatnonzero(y == c)[0] for c in np.unique(y)])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence; "batch_size larger than sample size"
+        with warnings.catch_warnings(action="ignore"):  # convergence; batch larger than sample
             self.classifier.fit(X[first], y[first])
         self.classifier.coefs_ = [params["W0"].copy(), params["W1"].copy()]
         self.classifier.intercepts_ = [params["b0"].copy(), params["b1"].copy()]
