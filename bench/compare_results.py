@@ -2,8 +2,8 @@
 
     python bench/compare_results.py OLD_RESULTS_DIR [NEW_RESULTS_DIR]   # default new: results/
 
-Prints, per results file, the metrics that differ (timing metrics are skipped: their names match
-``--timings``), and exits 1 when any differs, 0 when every shared metric is identical.
+Prints, per results file, the metrics that differ (timing metrics, whose names match TIMINGS, are
+skipped), and exits 1 when any differs, 0 when every shared metric is identical.
 """
 import argparse
 import json
@@ -18,7 +18,6 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     p.add_argument("old", type=Path)
     p.add_argument("new", type=Path, nargs="?", default=Path(__file__).parents[1] / "results")
-    p.add_argument("--timings", default=TIMINGS, help="regex of metric names to skip")
     args = p.parse_args(argv)
     differ = 0
     for old_path in sorted(args.old.glob("*.json")):
@@ -27,7 +26,7 @@ def main(argv=None) -> int:
             print(f"{old_path.name}: missing in {args.new}")
             continue
         old, new = (json.loads(p.read_text())["metrics"] for p in (old_path, new_path))
-        shared = [k for k in old if k in new and not re.search(args.timings, k)]
+        shared = [k for k in old if k in new and not re.search(TIMINGS, k)]
         diffs = [k for k in shared if old[k] != new[k]]
         differ += len(diffs)
         print(f"{old_path.name}: {len(shared) - len(diffs)} of {len(shared)} metrics identical"

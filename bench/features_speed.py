@@ -1,16 +1,8 @@
 """Benchmark: images per second of feature extraction, and the share of this CPU's peak it reaches.
 
-Parts 10-11 (deepfaces.py) push every face through a pretrained backbone up to one layer. This
-times those forward passes on random images of the real input size (the values do not change the
-speed): ``alexnet``, myalexnet.py to ``conv4`` (227 x 227 x 3), weights generated in
-bvlc_alexnet.npy's layout; ``mobilenet``, keras.applications.MobileNet (alpha 1.0, 224 x 224 x 3)
-to the layer Part 10 chose (results/deepfaces_part10.json); ImageNet weights, else random.
-
-For each: images per second, and the arithmetic rate reached as a fraction of this machine's
-float32 matrix-multiply peak measured in the same run (the best of ``np.matmul`` and ``tf.matmul``).
-FLOPs per image: 2 x output pixels x kernel size over the convolutions (depthwise ones included);
-pooling, normalisation and activations are left out, so the fraction is a slight underestimate.
-Run it on a quiet machine: anything else using the CPUs lowers every number here.
+Parts 10-11 (deepfaces.py) push every face through a backbone up to one layer; this times that on
+random images of the real size: myalexnet.py to ``conv4`` (random weights, bvlc layout), MobileNet
+to Part 10's layer; the FLOP rate (convolutions only) as a fraction of the float32 matmul peak.
 
     python bench/features_speed.py                # --backbones alexnet, --set batch=16
     python bench/features_speed.py --quick        # a smoke run in seconds (numbers not quotable)
@@ -27,10 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project: app
 import numpy as np  # noqa: E402
 
 from apparatus import inputs, runs  # noqa: E402
-from apparatus.runs import setting  # noqa: E402
 
 ALEXNET_LAYER = "conv4"  # the AlexNet layer deepfaces.py offers
-MOBILENET_WEIGHTS = "mobilenet_1_0_224_imagenet.weights.h5"
 
 
 def part10_layer() -> str:
@@ -44,26 +34,26 @@ def part10_layer() -> str:
 
 @dataclass(frozen=True)
 class Bench:
-    batch: int = setting(32, ge=1)  # deepfaces.py extracts in batches of about this size
-    timed_batches: int = setting(6, ge=1)  # after one untimed warm-up batch (tracing)
-    matmul_side: int = setting(2048, ge=1)  # 17 GFLOP a product: reaches the peak, runs short
-    matmul_repeats: int = setting(5, ge=1)  # the peak is the best of these
+    batch: int = runs.setting(32, ge=1)  # deepfaces.py extracts in batches of about this size
+    timed_batches: int = runs.setting(6, ge=1)  # after one untimed warm-up batch (tracing)
+    matmul_side: int = runs.setting(2048, ge=1)  # 17 GFLOP a product: reaches the peak, runs short
+    matmul_repeats: int = runs.setting(5, ge=1)  # the peak is the best of these
     QUICK: ClassVar[dict] = dict(batch=4, timed_batches=1, matmul_side=512, matmul_repeats=2)
 
 
-def best_gflops(step, flop: float, repeats: int) -> float:  # fastest call, after a warm-up
+def fastest(step, number: int = 1, repeat: int = 1) -> float:
+    """Seconds of the fastest of ``repeat`` runs of ``number`` calls, after a warm-up call."""
     step()
-    return flop / min(timeit.repeat(step, number=1, repeat=repeats)) / 1e9
+    return min(timeit.repeat(step, number=number, repeat=repeat))
 
 
 def matmul_peak(side: int, repeats: int) -> dict:
     """Best float32 GFLOP/s of a ``side x side`` matrix product in NumPy and in TensorFlow."""
     tf = runs.import_tensorflow()
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((side, side), dtype=np.float32) for _ in range(2))
-    ta, tb, flop = tf.constant(a), tf.constant(b), 2.0 * side ** 3
-    return {"numpy_matmul_gflops": best_gflops(lambda: np.matmul(a, b), flop, repeats),
-            "tensorflow_matmul_gflops": best_gflops(lambda: (ta @ tb).numpy(), flop, repeats)}
+    a, b = np.random.default_rng(0).standard_normal((2, side, side), dtype=np.float32)
+    ta, tb, gflop = tf.constant(a), tf.constant(b), 2e-9 * side ** 3
+    return {"numpy_matmul_gflops": gflop / fastest(lambda: np.matmul(a, b), repeat=repeats),
+            "tensorflow_matmul_gflops": gflop / fastest(lambda: (ta @ tb).numpy(), repeat=repeats)}
 
 
 # Each backbone: (rng, layer) -> (batch -> features, FLOPs per image, input side, which weights).
@@ -80,7 +70,7 @@ def alexnet(rng: np.random.Generator, layer: str):
 def mobilenet(rng: np.random.Generator, layer: str):
     import keras
     tf = runs.import_tensorflow()
-    path = inputs.locate(MOBILENET_WEIGHTS)
+    path = inputs.locate("mobilenet_1_0_224_imagenet.weights.h5")
     base = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=1.0, include_top=False,
                                         weights=str(path) if path else None)
     model = keras.Model(base.input, base.get_layer(layer).output)
@@ -94,7 +84,7 @@ def mobilenet(rng: np.random.Generator, layer: str):
 BACKBONES = {"alexnet": alexnet, "mobilenet": mobilenet}
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> None:
     p = runs.parser(__doc__, {}, settings={"bench": Bench})
     p.add_argument("--backbones", nargs="+", choices=sorted(BACKBONES), default=sorted(BACKBONES),
                    help="which backbones to time (a subset is a trial, written under runs/)")
@@ -110,25 +100,20 @@ def main(argv=None) -> dict:
     rng, t0 = run.rng(), time.perf_counter()
     metrics = matmul_peak(settings.matmul_side, settings.matmul_repeats)
     metrics = {"peak_gflops": max(metrics.values()), **metrics}
-    print(f"float32 matmul peak: numpy {metrics['numpy_matmul_gflops']:.1f} GFLOP/s, tensorflow "
-          f"{metrics['tensorflow_matmul_gflops']:.1f} GFLOP/s")
+    print("float32 matmul: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
     timings = {}
     for name in args.backbones:
         extract, flop, side, extra[f"{name}_weights"] = BACKBONES[name](rng, extra[f"{name}_layer"])
         images = rng.uniform(-1, 1, size=(settings.batch, side, side, 3)).astype(np.float32)
-        np.asarray(extract(images))  # warm-up: tracing and allocation are not throughput
-        seconds = timeit.timeit(lambda: np.asarray(extract(images)), number=settings.timed_batches)
-        per_second = settings.batch * settings.timed_batches / seconds
-        rate = per_second * flop / 1e9
-        metrics.update({f"{name}_images_per_second": per_second,
-                        f"{name}_gflop_per_image": flop / 1e9, f"{name}_gflops": rate,
-                        f"{name}_fraction_of_peak": rate / metrics["peak_gflops"]})
+        seconds = fastest(lambda: np.asarray(extract(images)), settings.timed_batches)
         timings[f"{name}_timed"] = round(seconds, 3)
-        print(f"{name:10s} {per_second:8.1f} images/s  {flop / 1e9:.3f} GFLOP/image  "
-              f"{rate:7.1f} GFLOP/s  {rate / metrics['peak_gflops']:.1%} of peak")
+        per_second = settings.batch * settings.timed_batches / seconds
+        metrics |= {f"{name}_images_per_second": per_second, f"{name}_gflop_per_image": flop / 1e9,
+                    f"{name}_gflops": per_second * flop / 1e9,
+                    f"{name}_fraction_of_peak": per_second * flop / 1e9 / metrics["peak_gflops"]}
+        print("  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k.startswith(name)))
     extra["load_average_at_end"] = round(os.getloadavg()[0], 2)  # other work during the run?
     run.record(None, {**asdict(settings), **extra}, metrics, [], time.perf_counter() - t0, timings)
-    return metrics
 
 
 if __name__ == "__main__":

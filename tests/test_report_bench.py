@@ -53,12 +53,13 @@ def test_the_step_by_step_epoch_ends_at_the_weights_of_the_trainers_epoch():
               "W1": 0.1 * rng.standard_normal((16, 10), dtype=np.float32),
               "b1": np.zeros(10, np.float32)}
     s = bench.Bench(batch_size=50)
-    seconds, stepped = bench.epoch_breakdown(params, X, y, s, seed=3)
+    arm = bench.NumpyArm(params, X, y, s, seed=3, threads=None)
+    seconds = bench.step_by_step(arm)
     trained = {k: v.copy() for k, v in params.items()}
     digits.train_network(trained, digits.tanh_backward, X, digits.one_hot(y), digits.SGDSettings(
         epochs=1, batch_size=50, schedule="constant", learning_rate=s.learning_rate,
         momentum=s.momentum), np.random.default_rng(3))
     for k in params:
         assert not np.array_equal(trained[k], params[k]), k  # the epoch moved every array
-        np.testing.assert_array_equal(stepped[k], trained[k], err_msg=k)
+        np.testing.assert_array_equal(arm.params[k], trained[k], err_msg=k)
     assert len(seconds) == 8 and all(t >= 0 for t in seconds.values())
