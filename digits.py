@@ -260,16 +260,11 @@ def gradient_descent_affine(X, T, iterations, output_gradient, step_factor):
     return Xa.T @ A if dual else A
 
 
-def fit_linear_quadratic(X, T, iterations):
-    """Linear regression, C = sum_n ||o_n - t_n||^2 / 2, step 1/L (the largest stable one).
-    dC/dO = O - T: it grows with the distance to the target."""
-    return gradient_descent_affine(X, T, iterations, lambda O, T: O - T, 1.0)
-
-
-def fit_logistic(X, T, iterations):
-    """Multinomial logistic regression, C = summed NLL, step 2/L (its Hessian is at most
-    X^T X / 2). dC/dO = P - T: every entry is at most 1 in size."""
-    return gradient_descent_affine(X, T, iterations, lambda O, T: softmax(O) - T, 2.0)
+# The two models, as (dC/dO, step factor) for gradient_descent_affine. Linear regression,
+# C = sum_n ||o_n - t_n||^2 / 2: dC/dO = O - T grows with the distance to the target; step 1/L,
+# the largest stable one. Multinomial logistic regression, C = summed NLL: dC/dO = P - T, every
+# entry at most 1 in size; step 2/L (its Hessian is at most X^T X / 2).
+FITS = {"linear": (lambda O, T: O - T, 1.0), "logistic": (lambda O, T: softmax(O) - T, 2.0)}
 
 
 def accuracy_affine(W, X, labels) -> float:
@@ -538,7 +533,7 @@ def part4(run: runs.Run, s: Part4, data: Digits) -> dict:
 
 def sweep(values, n_seeds: int, trial, what: str) -> dict:
     """{"linear": [[accuracy per seed] per value], "logistic": ...}; trial(value, seed) -> pair."""
-    out = {"linear": [], "logistic": []}
+    out = {model: [] for model in FITS}
     for value in values:
         for model, accuracies in zip(out, zip(*[trial(value, seed) for seed in range(n_seeds)])):
             out[model].append(list(accuracies))
@@ -551,7 +546,7 @@ def part5(run: runs.Run, s: Part5, data: Digits) -> dict:
     """Linear regression (quadratic cost) vs multinomial logistic regression under corruption."""
     mnist = data.mnist
     X_test, y_test = to_inputs(mnist["test_x"], np.float64), mnist["test_y"]
-    fits, drawn = (fit_linear_quadratic, fit_logistic), {}
+    drawn = {}
 
     def noisy_mnist(scale, seed):
         r = run.rng(5, seed)
@@ -560,13 +555,15 @@ def part5(run: runs.Run, s: Part5, data: Digits) -> dict:
         X = to_inputs(mnist["train_x"][idx], np.float64)  # noise on the training images only:
         X += scale * r.standard_normal(X.shape)
         T = one_hot(mnist["train_y"][idx], dtype=np.float64)
-        return [accuracy_affine(fit(X, T, s.gd_iterations), X_test, y_test) for fit in fits]
+        return [accuracy_affine(gradient_descent_affine(X, T, s.gd_iterations, *fit), X_test,
+                                y_test) for fit in FITS.values()]
 
     def far_points(distance, seed):
         r = run.rng(52, seed)
         X, y = make_outlier_2d(r, 200, s.n_outliers, distance)
         Xt, yt = make_outlier_2d(r, 1000, 0, 0.0)
-        Ws = [fit(X, one_hot(y, 2, np.float64), s.gd_iterations_2d) for fit in fits]
+        T = one_hot(y, 2, np.float64)
+        Ws = [gradient_descent_affine(X, T, s.gd_iterations_2d, *fit) for fit in FITS.values()]
         if seed == 0 and distance == s.outlier_report:
             drawn.update(X=X, y=y, W_lin=Ws[0], W_log=Ws[1])
         return [accuracy_affine(W, Xt, yt) for W in Ws]
