@@ -110,8 +110,7 @@ def gradient_check(cost_fn, grad_fn, params: dict, rng: np.random.Generator, n_c
 
 
 # ==== Settings: one table per part, each value with its reason ====================
-def at_most(part: str, name: str, value: int, most: int, what: str) -> None:
-    """A setting the data cannot serve stops the run in a part's check, before any part runs."""
+def at_most(part: str, name: str, value: int, most: int, what: str) -> None:  # in a part's check
     if value > most:
         raise inputs.UserError(f"--set {name}={value}: {part} can take at most {most:,} ({what})")
 
@@ -137,8 +136,7 @@ class SGDSettings:  # mini-batch SGD with momentum, as train_network runs it
     weight_decay: float = setting(0.0, ge=0)  # lambda: dw += lambda w (not b): lambda/2 ||W||^2
     max_shift: int = setting(0, ge=0, lt=28)  # shift each batch -max..max pixels (augmentation)
 
-    def rate(self, epoch: int) -> float:
-        """The step of epoch ``epoch`` (from 0): lr (1 + cos(pi epoch / epochs)) / 2 or lr."""
+    def rate(self, epoch: int) -> float:  # epoch from 0
         return (self.learning_rate if self.schedule == "constant" else
                 self.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs)))
 
@@ -262,16 +260,11 @@ def gradient_descent_affine(X, T, iterations, output_gradient, step_factor):
     return Xa.T @ A if dual else A
 
 
-def fit_linear_quadratic(X, T, iterations):
-    """Linear regression, C = sum_n ||o_n - t_n||^2 / 2, step 1/L (the largest stable one).
-    dC/dO = O - T: it grows with the distance to the target."""
-    return gradient_descent_affine(X, T, iterations, lambda O, T: O - T, 1.0)
-
-
-def fit_logistic(X, T, iterations):
-    """Multinomial logistic regression, C = summed NLL, step 2/L (its Hessian is at most
-    X^T X / 2). dC/dO = P - T: every entry is at most 1 in size."""
-    return gradient_descent_affine(X, T, iterations, lambda O, T: softmax(O) - T, 2.0)
+# The two models, as (dC/dO, step factor) for gradient_descent_affine. Linear regression,
+# C = sum_n ||o_n - t_n||^2 / 2: dC/dO = O - T grows with the distance to the target; step 1/L,
+# the largest stable one. Multinomial logistic regression, C = summed NLL: dC/dO = P - T, every
+# entry at most 1 in size; step 2/L (its Hessian is at most X^T X / 2).
+FITS = {"linear": (lambda O, T: O - T, 1.0), "logistic": (lambda O, T: softmax(O) - T, 2.0)}
 
 
 def accuracy_affine(W, X, labels) -> float:
@@ -430,11 +423,10 @@ def plot_speedups(rows: list[dict]):
     speedups = [r[k] for r in rows for k in ("predicted_speedup", "measured_speedup")]
     lim = [min(speedups) / 1.5, max(speedups) * 1.5]
     ax.plot(lim, lim, "k:", label="measured = predicted")
-    ax.set_xscale("log"), ax.set_yscale("log")
-    ax.set_xlabel("predicted speedup (ratio of multiply-adds)")
-    ax.set_ylabel("measured speedup (ratio of CPU seconds)"), ax.legend(fontsize=8)
-    ax.set_title("Backprop vs one gradient per weight\n(one example, tanh layers of K units)")
-    ax.grid(alpha=0.3, which="both")
+    ax.set(xscale="log", yscale="log", xlabel="predicted speedup (ratio of multiply-adds)",
+           ylabel="measured speedup (ratio of CPU seconds)",
+           title="Backprop vs one gradient per weight\n(one example, tanh layers of K units)")
+    ax.legend(fontsize=8), ax.grid(alpha=0.3, which="both")
     return fig
 
 
@@ -459,8 +451,7 @@ def part1(run: runs.Run, settings: None, data: Digits) -> dict:
 def part2(run: runs.Run, settings: None, data: Digits) -> dict:
     """The 784-10 network with a softmax, vectorised over a batch of 100 test images."""
     X = to_inputs(data.mnist["test_x"][:100])
-    params = init_softmax_params(run.rng(2))
-    P = softmax(softmax_forward(params, X))
+    P = softmax(softmax_forward(init_softmax_params(run.rng(2)), X))
     error = float(np.abs(P.sum(1) - 1).max())
     print(f"P = softmax(X W + b) {P.shape}: rows sum to 1 within {error:.1e}; softmax([1e4, 0, "
           f"-1e4]) = {softmax(np.array([[1e4, 0.0, -1e4]]))[0]}, stable")
@@ -476,9 +467,8 @@ def part3(run: runs.Run, s: Part3, data: Digits) -> dict:
     X = to_inputs(mnist["train_x"][idx], np.float64)
     Y = one_hot(mnist["train_y"][idx], dtype=np.float64)
     lit = np.flatnonzero(X.any(axis=0))  # pixels lit in this batch
-    soft = {k: v.astype(np.float64) for k, v in init_softmax_params(rng).items()}
-    soft["W"] = 0.1 * rng.standard_normal(soft["W"].shape)  # outputs that differ
-    soft["b"] = 0.1 * rng.standard_normal(soft["b"].shape)
+    soft = {k: 0.1 * rng.standard_normal(v.shape)  # larger than the init's: outputs that differ
+            for k, v in init_softmax_params(rng).items()}
     snap = {k: v.astype(np.float64) for k, v in data.snapshot.items()}
     nets = {"softmax": (lambda p: softmax_forward(p, X), softmax_backward, soft, "W"),
             "tanh": (lambda p: tanh_forward(p, X)[1], tanh_backward, snap, "W0")}
@@ -543,11 +533,10 @@ def part4(run: runs.Run, s: Part4, data: Digits) -> dict:
 
 def sweep(values, n_seeds: int, trial, what: str) -> dict:
     """{"linear": [[accuracy per seed] per value], "logistic": ...}; trial(value, seed) -> pair."""
-    out = {"linear": [], "logistic": []}
+    out = {model: [] for model in FITS}
     for value in values:
-        accuracies = [trial(value, seed) for seed in range(n_seeds)]
-        for i, model in enumerate(out):
-            out[model].append([a[i] for a in accuracies])
+        for model, accuracies in zip(out, zip(*[trial(value, seed) for seed in range(n_seeds)])):
+            out[model].append(list(accuracies))
         print(f"  {what} {value:5.1f}: " + "   ".join(
             f"{m} {np.mean(out[m][-1]):.4f} +- {np.std(out[m][-1]):.4f}" for m in out), flush=True)
     return out
@@ -557,31 +546,32 @@ def part5(run: runs.Run, s: Part5, data: Digits) -> dict:
     """Linear regression (quadratic cost) vs multinomial logistic regression under corruption."""
     mnist = data.mnist
     X_test, y_test = to_inputs(mnist["test_x"], np.float64), mnist["test_y"]
-    fits, drawn = (fit_linear_quadratic, fit_logistic), {}
+    drawn = {}
 
     def noisy_mnist(scale, seed):
         r = run.rng(5, seed)
         idx = np.concatenate([r.choice(np.flatnonzero(mnist["train_y"] == d), s.per_digit,
                                        replace=False) for d in range(N_CLASSES)])
-        X = to_inputs(mnist["train_x"][idx], np.float64)
-        X = X + scale * r.standard_normal(X.shape)  # noise on the training images only
+        X = to_inputs(mnist["train_x"][idx], np.float64)  # noise on the training images only:
+        X += scale * r.standard_normal(X.shape)
         T = one_hot(mnist["train_y"][idx], dtype=np.float64)
-        return [accuracy_affine(fit(X, T, s.gd_iterations), X_test, y_test) for fit in fits]
+        return [accuracy_affine(gradient_descent_affine(X, T, s.gd_iterations, *fit), X_test,
+                                y_test) for fit in FITS.values()]
 
     def far_points(distance, seed):
         r = run.rng(52, seed)
         X, y = make_outlier_2d(r, 200, s.n_outliers, distance)
         Xt, yt = make_outlier_2d(r, 1000, 0, 0.0)
-        Ws = [fit(X, one_hot(y, 2, np.float64), s.gd_iterations_2d) for fit in fits]
+        T = one_hot(y, 2, np.float64)
+        Ws = [gradient_descent_affine(X, T, s.gd_iterations_2d, *fit) for fit in FITS.values()]
         if seed == 0 and distance == s.outlier_report:
             drawn.update(X=X, y=y, W_lin=Ws[0], W_log=Ws[1])
         return [accuracy_affine(W, Xt, yt) for W in Ws]
 
     noise = sweep(s.noise_scales, s.n_seeds, noisy_mnist, "noise")
     outliers = sweep(s.outlier_distances, s.n_seeds, far_points, "outliers at")
-    figures = [run.figure(plot_sweeps(s, noise, outliers), "digits_part5_sweep")]
-    if drawn:
-        figures.append(run.figure(plot_boundaries(s, **drawn), "digits_part5_boundaries"))
+    figures = [run.figure(plot_sweeps(s, noise, outliers), "digits_part5_sweep"),
+               run.figure(plot_boundaries(s, **drawn), "digits_part5_boundaries")]
     i, j = s.noise_scales.index(s.report_noise), s.outlier_distances.index(s.outlier_report)
     print("The quadratic cost's gradient (o - t) x grows with |o - t|: far points dominate the "
           "fit. The log-probability's, (p - t) x with |p - t| <= 1, stays bounded.")

@@ -22,8 +22,7 @@ def bad_input(path, problem: str) -> inputs.InputFormatError:
                                    "(see data/README.md).")
 
 
-def load_mnist(path=None) -> dict[str, np.ndarray]:
-    """MNIST from ``path``, else found as the module docstring says; checked."""
+def load_mnist(path=None) -> dict[str, np.ndarray]:  # path None: found as said above
     import scipy.io
     if path is None:
         try:
