@@ -143,7 +143,7 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
     extract, shapes, weights_id = (alexnet if backbone == "alexnet" else mobilenet)(layers)
     pixels = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
     folder = facedata.QUICK_DIR if run.quick else inputs.DATA_DIR
-    caches, found, speeds = {}, {}, []
+    caches, found, speeds, extracted = {}, {}, [], 0
     for n in layers:
         pool = pool_factor(shapes[n])
         path = folder / f"features_{backbone}_{n}_pool{pool}_{facedata.actors_tag(actors)}.npz"
@@ -159,7 +159,6 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
                 and np.isfinite(f).all()):
             found[n] = f
             speeds.append(float(z["images_per_second"]))
-    extracted = 0
     if len(found) < len(layers):
         from tqdm import tqdm
         print(f"{backbone} ({weights_id}): extracting {', '.join(layers)} of {len(images)} faces")
