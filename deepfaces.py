@@ -279,9 +279,9 @@ def read_head(settings, run: runs.Run, actors, backbone: str, part10_first=False
                f"--out {run.out}": run.out != inputs.PROJECT_DIR}
     what = "missing" if not head else ("of another run (seed {}, quick {}, actors {}, backbone {})"
                                        .format(*made))
-    command = ["python deepfaces.py part10", *(o for o, on in options.items() if on)]
+    command = " ".join(["python deepfaces.py part10", *(o for o, on in options.items() if on)])
     raise UserError(f"{path}: Part 10's network, which part11 draws, is {what}. Make it with: "
-                    + " ".join(command))
+                    f"{command}")
 
 
 def contribution_map(x: np.ndarray, w: np.ndarray, grid_shape: tuple) -> np.ndarray:
