@@ -18,8 +18,6 @@ Run after ``python get_all_imgs.py`` (the RGB faces, and the gray ones the split
     python deepfaces.py --backbone alexnet      # --seed 0 --quick --out DIR --actors "A,B,C"
     python deepfaces.py part10 --set layer_sweep=conv_pw_13_relu --set hidden_units=32
 """
-from __future__ import annotations
-
 import hashlib
 import json
 import time
@@ -145,7 +143,7 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
     extract, shapes, weights_id = (alexnet if backbone == "alexnet" else mobilenet)(layers)
     pixels = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
     folder = facedata.QUICK_DIR if run.quick else inputs.DATA_DIR
-    caches, found, speeds = {}, {}, []
+    caches, found, speeds, extracted = {}, {}, [], 0
     for n in layers:
         pool = pool_factor(shapes[n])
         path = folder / f"features_{backbone}_{n}_pool{pool}_{facedata.actors_tag(actors)}.npz"
@@ -161,20 +159,17 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
                 and np.isfinite(f).all()):
             found[n] = f
             speeds.append(float(z["images_per_second"]))
-    extracted = 0
     if len(found) < len(layers):
         from tqdm import tqdm
         print(f"{backbone} ({weights_id}): extracting {', '.join(layers)} of {len(images)} faces")
-        parts = {n: [] for n in layers}
         extract(images[:1])  # trace the graph outside the timing
-        start = time.perf_counter()
-        for i in tqdm(range(0, len(images), settings.extract_batch), desc=f"{backbone} features",
-                      unit="batch", leave=False):
-            for n, a in zip(layers, extract(images[i:i + settings.extract_batch])):
-                parts[n].append(a.numpy().astype(np.float16))
+        start, step = time.perf_counter(), settings.extract_batch
+        batches = [[a.numpy().astype(np.float16) for a in extract(images[i:i + step])]
+                   for i in tqdm(range(0, len(images), step), f"{backbone} features",
+                                 unit="batch", leave=False)]
         extracted, speeds = len(images), [len(images) / (time.perf_counter() - start)]
-        for n, (path, key) in caches.items():
-            found[n] = np.concatenate(parts[n])
+        for n, rows, (path, key) in zip(layers, zip(*batches), caches.values()):
+            found[n] = np.concatenate(rows)
             inputs.save_npz(path, compress=False, key=np.array(key), features=found[n],
                             images_per_second=np.float64(speeds[0]))  # zlib: slow, saves little
     print(f"features of {len(images)} faces: {extracted} extracted now, the rest from the cache")
@@ -205,13 +200,13 @@ def prepare(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> d
     mirrored = images[train][:, :, ::-1] if settings.flip else images[:0]
     print(f"{n} faces of {len(actors)} actors; split train {len(train)} / val "
           f"{len(split['val'])} / test {len(split['test'])} (seed {run.seed}, as faces.py's)")
-    feats = features_of(backbone, layers, np.concatenate([images, mirrored]), run, settings,
-                        actors)
     return {"images": images, "face_ids": data["face_ids"][used],
             "groups": record.get("groups", []),
             "labels": np.concatenate([labels, labels[train][:len(mirrored)]]),
             "split": dict(split, train=np.concatenate([train, n + np.arange(len(mirrored))]),
-                          train_eval=train), **feats}
+                          train_eval=train),
+            **features_of(backbone, layers, np.concatenate([images, mirrored]), run, settings,
+                          actors)}
 
 
 def train_on_layer(features, labels, split: dict, settings: TrainSettings, seed: int) -> dict:
@@ -224,9 +219,8 @@ def train_on_layer(features, labels, split: dict, settings: TrainSettings, seed:
     params, history = train_net(X, labels, split, settings, seed)
     acc = {name: accuracy(params, X[split[key]], labels[split[key]])
            for name, key in (("train", "train_eval"), ("val", "val"), ("test", "test"))}
-    val_cost = history["val_cost"][history["iteration"].index(history["best_iteration"])]
     return {"params": params, "history": history, "X": X, "rms": rms, "accuracy": acc,
-            "val_cost": val_cost}
+            "val_cost": history["val_cost"][history["iteration"].index(history["best_iteration"])]}
 
 
 def part10(run: runs.Run, settings: Part10, actors, backbone: str) -> dict:
@@ -328,9 +322,8 @@ def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
     centre = np.zeros(grid[:2], bool)
     centre[grid[0] // 4:grid[0] - grid[0] // 4, grid[1] // 4:grid[1] - grid[1] // 4] = True
     for a, actor in enumerate(actors):
-        scores = unit_usefulness(H_act, labels[train], W1, a)
-        u = units[actor] = int(next(j for j in np.argsort(scores)[::-1]
-                                    if int(j) not in units.values()))
+        ranked = np.argsort(unit_usefulness(H_act, labels[train], W1, a))[::-1]
+        u = units[actor] = int(next(j for j in ranked if int(j) not in units.values()))
         sign = np.sign(W1[u, a]) or 1.0  # more input, more evidence for a
         own = train[labels[train] == a]
         mean_map = contribution_map(X[own].mean(axis=0), W0[:, u] * sign, grid)
