@@ -46,9 +46,7 @@ CANDIDATES = {"mobilenet": ("conv_pw_9_relu", "conv_pw_11_relu", "conv_pw_13_rel
 HEAD_FILE = "deepfaces_part10_head.npz"  # in results/: Part 10's chosen layer and network
 
 
-# ======================================================================================
-# Settings
-# ======================================================================================
+# ==== Settings ============================================================================
 
 @dataclass(frozen=True)
 class Part10(TrainSettings):
@@ -79,9 +77,7 @@ class Part11:  # what it draws; the network and its training settings: Part 10's
     n_top_score: int = setting(10, ge=1)  # faces over which "same actor" is measured for the metric
 
 
-# ======================================================================================
-# The backbones (a batch of uint8 RGB faces -> activations of some layers), the feature cache
-# ======================================================================================
+# ==== The backbones (uint8 RGB faces -> activations of some layers), the feature cache ====
 
 def pool_factor(shape: tuple) -> int:  # 2x2 cells averaged on maps >= 14 wide: fewer inputs
     return 2 if len(shape) == 3 and shape[0] >= 14 and shape[0] % 2 == 0 else 1
@@ -178,9 +174,7 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
             "cache": {n: str(c[0]) for n, c in caches.items()}}
 
 
-# ======================================================================================
-# Parts: the faces and split, the classifier on top, Part 10, Part 11
-# ======================================================================================
+# ==== Parts: the faces and split, the classifier on top, Part 10, Part 11 =================
 
 def prepare(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> dict:
     """The RGB faces in the split, mirrored training faces after them (split "train" holds both,
@@ -375,9 +369,7 @@ def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
             "feature_shape": list(grid), "part10_settings": trained}
 
 
-# ======================================================================================
-# Command line
-# ======================================================================================
+# ==== Command line ========================================================================
 
 PARTS = {"part10": runs.Part(part10, Part10), "part11": runs.Part(part11, Part11, read_head)}
 
