@@ -8,10 +8,9 @@ one actor set (by default the six of the 2017 CSC411 Project 2):
     list row --(cache or download)--> original --(sha256 == list's?)--> decode (no EXIF rotation)
         --> crop img[y1:y2, x1:x2] --> gray or RGB --> resize (antialiased) --> one dataset row
 
-Each stage counts, per actor, what it lets through (the table printed at the end). Originals
-are looked up in ``<dest>/uncropped/``, ``data/uncropped/``, then ``uncropped/`` of each
-$DEEPNN_DATA folder; downloads go to ``<dest>/uncropped/``. A file whose sha256 is not the list's
-(an HTML error page, a re-encoded image) stays there, so a re-run does not ask its host again.
+Each stage counts, per actor, what it lets through. Originals are looked up in ``uncropped/`` of
+<dest>, data/ and each $DEEPNN_DATA folder; downloads go to <dest>'s. A file whose sha256 is not
+the list's (an error page, a re-encoded image) stays there: a re-run does not ask its host again.
 
 Run:  python get_all_imgs.py                     # the six actors of the handout, into data/
       python get_all_imgs.py --quick             # a few rows per actor, into data/quick/
