@@ -8,16 +8,12 @@ one actor set (by default the six of the 2017 CSC411 Project 2):
     list row --(cache or download)--> original --(sha256 == list's?)--> decode (no EXIF rotation)
         --> crop img[y1:y2, x1:x2] --> gray or RGB --> resize (antialiased) --> one dataset row
 
-Each stage counts, per actor, what it lets through (the table printed at the end). Originals
-are looked up in ``<dest>/uncropped/``, ``data/uncropped/``, then ``uncropped/`` of each
-$DEEPNN_DATA folder; downloads go to ``<dest>/uncropped/``. A file whose sha256 is not the list's
-(an HTML error page, a re-encoded image) stays there, so a re-run does not ask its host again.
+Each stage counts, per actor, what it lets through. Originals are looked up in ``uncropped/`` of
+<dest>, data/ and each $DEEPNN_DATA folder; downloads go to <dest>'s. A file whose sha256 is not
+the list's (an error page, a re-encoded image) stays there: a re-run does not ask its host again.
 
 Run:  python get_all_imgs.py                     # the six actors of the handout, into data/
-      python get_all_imgs.py --offline           # from the caches only
-      python get_all_imgs.py --actors "Gerard Butler,Angie Harmon"
       python get_all_imgs.py --quick             # a few rows per actor, into data/quick/
-      python get_all_imgs.py --set "outputs=((32, 32, 'gray'),)"
 """
 import contextlib
 import difflib
@@ -105,8 +101,7 @@ def parse_line(line: str) -> Row | None:
 
 
 def read_lists(folder: Path, offline: bool) -> tuple[list[Row], int, int]:
-    """The rows of both lists (files checked by sha256), and the numbers of malformed lines and
-    of duplicate rows (a face_id seen before), both dropped."""
+    """The rows of both lists, and the counts of malformed lines and repeated face_ids dropped."""
     rows, malformed, duplicates = {}, 0, 0  # face_id -> Row
     for name in LIST_FILES:
         path = inputs.find_input(name, download=not offline, folder=folder)
@@ -124,8 +119,7 @@ def read_lists(folder: Path, offline: bool) -> tuple[list[Row], int, int]:
 
 
 def select_rows(rows: list[Row], actors, per_actor: int = 0) -> list[Row]:
-    """The rows of ``actors`` in label order, by face_id within each (``per_actor`` > 0: only the
-    first that many). A name not in the lists is a UserError that names the close ones."""
+    """The rows of ``actors`` in label order, the first ``per_actor`` (0: all) by face_id each."""
     names = sorted({r.name for r in rows})
     if unknown := [a for a in actors if a not in names]:
         hints = [f"{a!r} (close: {', '.join(difflib.get_close_matches(a, names, 3, 0.5)) or '-'})"
@@ -158,11 +152,9 @@ def draft_scale(bbox, outputs) -> int:
 
 
 def crop_faces(data: bytes, bbox, outputs) -> tuple[str, list | None]:
-    """One original's bytes, cropped to ``bbox`` and resized to each (H, W, mode) of ``outputs``:
-    ("kept", [uint8 (H, W) or (H, W, 3) per output]), or ("undecodable" | "too large" (over
-    ``Image.MAX_IMAGE_PIXELS``) | "bad bbox", None). No EXIF rotation: the bbox is on the raw
-    pixels. A JPEG is decoded at 1/2, 1/4 or 1/8 scale by its DCT (``Image.draft``, fast) when
-    the crop stays as large as every output, and the bbox is scaled to that grid."""
+    """One original's bytes cropped to ``bbox``, resized to each (H, W, mode) of ``outputs``:
+    ("kept", [uint8 array per output]) or (reason, None). No EXIF rotation. A JPEG is decoded
+    at 1/2, 1/4 or 1/8 scale (``Image.draft``) when the crop stays as large as every output."""
     try:
         with (warnings.catch_warnings(action="error", category=Image.DecompressionBombWarning),
               Image.open(io.BytesIO(data)) as img):
@@ -194,8 +186,7 @@ def crop_faces(data: bytes, bbox, outputs) -> tuple[str, list | None]:
 
 
 def verify_and_crop(copies: list[Path], row: Row, outputs):
-    """The first copy whose sha256 is the list's, cropped; else ("sha256 mismatch", None), or
-    (None, None) when there is no copy."""
+    """The first copy whose sha256 is the list's, cropped; else ("sha256 mismatch" | None, None)."""
     for path in copies:
         with contextlib.suppress(OSError):
             data = path.read_bytes()
@@ -211,9 +202,8 @@ class DownloadFailed(Exception):
 
 
 def download(session, url: str, dest: Path, settings: Build, deadline: float) -> str:
-    """GET ``url`` into ``dest`` atomically: "" when done, else the reason it failed. The body
-    is read as it arrives (``read1``), so the deadline (``settings.file_deadline`` from now, at
-    most the run's ``deadline``) holds however slowly the bytes trickle."""
+    """GET ``url`` into ``dest`` atomically: "" when done, else the reason it failed. Read as it
+    arrives (``read1``), so the deadline holds however slowly the bytes trickle."""
     deadline = min(deadline, time.monotonic() + settings.file_deadline)
     try:
         with session.get(url, stream=True, timeout=settings.request_timeout) as response:
@@ -233,11 +223,9 @@ def download(session, url: str, dest: Path, settings: Build, deadline: float) ->
 
 
 def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: float) -> dict:
-    """``{index: (url, path)}`` fetched by a few threads -> ``{index: reason}`` ("" = done).
-    A requests Session per thread retries read errors and 5xx answers with backoff (urllib3).
-    Daemon threads: Ctrl-C ends the run at once; a file cut off then is a stale .part that the
-    next run deletes. Past ``budget`` seconds, or once ``no_network_after`` hosts refused and
-    none answered, the rest fail at once."""
+    """``{index: (url, path)}`` fetched by daemon threads (Ctrl-C ends the run at once) ->
+    ``{index: reason}`` ("" = done). Past ``budget`` seconds, or once ``no_network_after``
+    hosts refused and none answered, the rest fail at once."""
     deadline = time.monotonic() + budget
     answered, refused = [0], [0]  # any HTTP answer / connection failures, counted by all threads
     todo, done = deque(jobs.items()), queue.SimpleQueue()  # a deque pops thread-safely
@@ -262,16 +250,13 @@ def download_all(jobs: dict[int, tuple[str, Path]], settings: Build, budget: flo
 
     for _ in range(min(settings.download_workers, len(jobs))):
         threading.Thread(target=worker, daemon=True).start()
-    return dict(wait_for(done) for _ in tqdm(range(len(jobs)), "download", disable=None,
-                                             leave=False))
-
-
-def wait_for(results: queue.SimpleQueue):
-    """The next result, waited for in short sleeps: Ctrl-C can reach a worker thread instead of
-    this one, and a wait without a timeout would then not see it until a download ends."""
-    while True:
-        with contextlib.suppress(queue.Empty):
-            return results.get(timeout=0.1)
+    reasons = {}
+    for _ in tqdm(range(len(jobs)), "download", disable=None, leave=False):
+        while True:  # short waits: a wait without a timeout would not see Ctrl-C until one ends
+            with contextlib.suppress(queue.Empty):
+                index, reasons[index] = done.get(timeout=0.1)
+                break
+    return reasons
 
 
 # ---- The build: lists -> originals -> crops -> datasets, table, contact sheet, results ----------
@@ -284,8 +269,7 @@ STAGES = {"rows": "rows_total", "cached": "cached_total", "downloaded": "downloa
 
 
 def fetch(rows: list[Row], dest: Path, offline: bool, settings: Build, budget: float):
-    """The copies of each row's original (cached, else downloaded), each row's fetch verdict
-    ("cached", "downloaded", "failed" or "missing") and the download failures by reason."""
+    """Each row's copies of its original and fetch verdict; the download failures by reason."""
     cache = Path(dest) / "uncropped"
     dirs = dict.fromkeys((d / "uncropped").resolve() for d in [Path(dest), *inputs.search_dirs()])
     for stale in cache.glob(".*.part"):  # left by a run stopped mid-download
@@ -316,7 +300,11 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
             counts[row.name].update(["rows", verdict] + [crop_verdict] * bool(crop_verdict))
             if crops:
                 kept.append((actors.index(row.name), row.face_id, row.sha256, crops))
-    print(summary_table(counts))
+    total = sum(counts.values(), Counter())
+    widths = {c: max(len(c), 6) + 2 for c in STAGES}  # the table: a line per actor, and a total
+    lines = {"actor": dict(zip(STAGES, STAGES)), **counts, "total": total}
+    print("\n".join(f"{actor:<20}" + "".join(f"{c[k]:>{n}}" for k, n in widths.items())
+                    for actor, c in lines.items()))
     if errors:
         print("download failures: " + ", ".join(f"{k} x{v}" for k, v in errors.most_common()))
     labels = np.array([k[0] for k in kept], np.int64)
@@ -326,11 +314,15 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
               f"{facedata.N_TEST} test and {facedata.N_VAL} validation faces per actor: "
               f"{', '.join(few)}. {facedata.MORE_FACES}", file=sys.stderr)
 
-    total = sum(counts.values(), Counter())
     folder = Path(dest) / "quick" if run.quick else Path(dest)  # data/quick: facedata.QUICK_DIR
     paths = [folder / facedata.dataset_name(actors, (h, w), m) for h, w, m in settings.outputs]
     check_nothing_lost(paths, len(kept), total, offline, errors, force)
-    write_datasets(paths, settings.outputs, actors, kept)
+    with contextlib.ExitStack() as stack:  # every dataset to a temporary file, then all renamed
+        for k, (path, (h, w, mode)) in enumerate(zip(paths, settings.outputs)):
+            images = np.array([c[3][k] for c in kept], np.uint8).reshape(
+                (len(kept), h, w) + ((3,) if mode == "rgb" else ()))
+            facedata.save_faces(stack.enter_context(inputs.atomic_path(path)), images, labels,
+                                actors, [c[1] for c in kept], [c[2] for c in kept])
     print(f"wrote {len(kept):,} faces to " + ", ".join(map(str, paths)))
     figures = [contact_sheet(run, kept, labels, actors, settings)] if kept else []  # --force: empty
     seconds = time.perf_counter() - clock
@@ -342,14 +334,6 @@ def build(run, settings: Build, actors, dest: Path, offline: bool, budget: float
                timeout=budget, per_actor={a: dict(counts[a]) for a in actors},
                download_errors=dict(errors), datasets=[str(p) for p in paths])
     return metrics
-
-
-def summary_table(counts: dict[str, Counter]) -> str:
-    """A header, one fixed-width line per actor and a total line: what each stage counted."""
-    widths = {c: max(len(c), 6) + 2 for c in STAGES}
-    lines = {"actor": dict(zip(STAGES, STAGES)), **counts, "total": sum(counts.values(), Counter())}
-    return "\n".join(f"{actor:<20}" + "".join(f"{c[k]:>{n}}" for k, n in widths.items())
-                     for actor, c in lines.items())
 
 
 def check_nothing_lost(paths, n_new: int, total: Counter, offline, errors: Counter, force):
@@ -368,17 +352,6 @@ def check_nothing_lost(paths, n_new: int, total: Counter, offline, errors: Count
             raise UserError(f"{why}. Nothing written: " + (
                 f"{path} holds {old:,} faces, more than this build" if old else "no faces")
                 + " (--force writes anyway).")
-
-
-def write_datasets(paths, outputs, actors, kept) -> None:
-    """Every dataset of one build to a temporary file first, then all renamed (the same rows)."""
-    labels, face_ids, sha256 = ([k[j] for k in kept] for j in range(3))
-    with contextlib.ExitStack() as stack:
-        for k, (path, (h, w, mode)) in enumerate(zip(paths, outputs)):
-            images = np.array([c[3][k] for c in kept], np.uint8).reshape(
-                (len(kept), h, w) + ((3,) if mode == "rgb" else ()))
-            facedata.save_faces(stack.enter_context(inputs.atomic_path(path)), images, labels,
-                                actors, face_ids, sha256)
 
 
 def contact_sheet(run, kept, labels, actors, settings: Build) -> str:

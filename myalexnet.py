@@ -1,16 +1,11 @@
 """AlexNet as the handout's myalexnet builds it, in TensorFlow 2, stoppable at any layer.
 
-The CSC411 (Winter 2017) handout ports Caffe's ``bvlc_alexnet`` and its weights
-(``bvlc_alexnet.npy``) to TensorFlow; Parts 10-11 (deepfaces.py) use one layer's activations
-(conv4 by default) as features of faces. Here the network is one table (``LAYERS``) walked by one
-function (``forward``), with grouped convolutions (conv2, conv4, conv5: each half of the input
-channels has its own half of the kernels, as AlexNet was trained on two GPUs) and local response
-normalisation (LRN) across channels. A batch is ``N x H x W x C``; weights are a dict
-``name -> (W, b)`` in bvlc_alexnet.npy's layout (kernels HWIO with one group's input channels,
-fully connected ``in x out``). Importing this loads nothing.
-
-The weights (about 233 MB, ``inputs.REGISTRY`` has their address) go in ``data/`` or a folder of
-``DEEPNN_DATA``. No sha256 is published, so ``load_weights`` checks the content.
+The handout's port of Caffe's ``bvlc_alexnet`` (weights ``bvlc_alexnet.npy``, 233 MB, in data/
+or a $DEEPNN_DATA folder; no published sha256, so ``load_weights`` checks the content). Parts
+10-11 (deepfaces.py) use one layer's activations as face features. The network is one table
+(``LAYERS``) walked by ``forward``, with grouped convolutions (conv2, conv4, conv5: AlexNet was
+trained on two GPUs) and LRN across channels. A batch is ``N x H x W x C``; weights are a dict
+``name -> (W, b)`` in bvlc_alexnet.npy's layout (kernels HWIO with one group's input channels).
 
     python myalexnet.py                  # the layer table, checked by a pass with generated weights
     python myalexnet.py photo.jpg ...    # the ImageNet top 5 of each image (needs the weights)
@@ -89,16 +84,14 @@ def weight_shapes(input_shape=(INPUT_SIZE, INPUT_SIZE, 3)) -> dict:
 # ==== The network: preprocessing, grouped convolution, LRN, forward =======================
 
 def preprocess(images, mean: str = "imagenet") -> np.ndarray:
-    """RGB uint8 images ``N x 227 x 227 x 3`` (0..255) -> the float32 BGR input AlexNet expects.
-    Fancy indexing reorders the channels into a copy (the handout's tuple swap of two views copies
-    the overwritten channel back: both end up red). ``mean="imagenet"`` removes
-    ``IMAGENET_MEAN_BGR`` as Caffe did; ``mean="image"`` each image's mean, as the handout does."""
+    """RGB uint8 images ``N x 227 x 227 x 3`` -> the float32 BGR input, less ``IMAGENET_MEAN_BGR``
+    (``mean="imagenet"``, as Caffe) or each image's mean (``"image"``, as the handout)."""
     x = np.asarray(images)
     x = x[None] if x.ndim == 3 else x
     if x.ndim != 4 or x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
         raise ValueError(f"AlexNet input must be N x {INPUT_SIZE} x {INPUT_SIZE} x 3 RGB, "
                          f"got {x.shape}")
-    bgr = x[..., [2, 1, 0]].astype(np.float32)
+    bgr = x[..., [2, 1, 0]].astype(np.float32)  # a copy: the handout's swap of views made both red
     if mean == "imagenet":
         return bgr - IMAGENET_MEAN_BGR
     if mean == "image":
@@ -107,9 +100,8 @@ def preprocess(images, mean: str = "imagenet") -> np.ndarray:
 
 
 def grouped_conv(x, W, b, stride: int, padding: str, group: int):
-    """x: N x H x W x (group * c), W: k x k x c x M, b: M -> N x H' x W' x M. Group g convolves
-    input channels [g*c, (g+1)*c) into maps [g*M/group, (g+1)*M/group); the groups are
-    concatenated, as in the handout (TensorFlow's grouped conv2d needs a GPU)."""
+    """x: N x H x W x (group * c), W: k x k x c x M -> N x H' x W' x M: group g convolves its
+    slice of channels into its slice of maps, as the handout (TF's grouped conv2d needs a GPU)."""
     tf = runs.import_tensorflow()
     conv = lambda inp, ker: tf.nn.conv2d(inp, ker, strides=[1, stride, stride, 1], padding=padding)
     pairs = zip(tf.split(x, group, axis=3), tf.split(W, group, axis=3))

@@ -6,12 +6,9 @@ e.g. ``drescher-ferrera-chenoweth-baldwin-hader-carell``), loadable with ``allow
 ``face_ids`` int64 (N,), unique; ``sha256`` str (N,). ``get_all_imgs.py`` writes them into ``data/``
 (``data/quick/`` for ``--quick``); every size and mode of one build holds the same rows.
 
-The split: FaceScrub lists one photo under several URLs, so near-duplicate crops (correlation above
-0.96 between 16x16 downscaled, standardised crops) are joined into groups (connected components),
-and a group never straddles two splits: no test face has a twin in training. Per actor, groups in
-random order fill the test quota, then validation; the rest is training. The split is saved by face
-id in ``faces_<actors>_split_seed<S>.json`` beside the dataset, so the 60x60 and the 227x227
-datasets (same face ids) share it.
+The split: FaceScrub lists one photo under several URLs, so near-duplicate crops are grouped and
+a group never straddles two splits (no test face has a twin in training). It is saved by face id
+in ``faces_<actors>_split_seed<S>.json`` beside the dataset: every size and mode share it.
 """
 import contextlib
 import json
@@ -116,9 +113,8 @@ def save_faces(path: Path, images, labels, actors, face_ids, sha256) -> Path:
 # ==== The duplicate-aware split ===============================================================
 
 def duplicate_groups(images: np.ndarray, side: int = 16, threshold: float = 0.96) -> np.ndarray:
-    """Group number per row of (N, H, W[, 3]) ``images``: rows whose crops, box-downscaled to
-    side x side, correlate above ``threshold`` are joined, and the groups are the connected
-    components (numbered in order of their first row)."""
+    """Group number per row of (N, H, W[, 3]) ``images``: the connected components of the crops
+    whose side x side downscales correlate above ``threshold``."""
     from PIL import Image
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
@@ -160,8 +156,7 @@ MORE_FACES = ("Fetch more of their photos (python get_all_imgs.py with a network
 
 
 def too_few_faces(labels: np.ndarray, actors, n_test: int = N_TEST, n_val: int = N_VAL) -> list:
-    """The actors (with their counts) that cannot fill both held-out quotas and keep a training
-    face: an actor with no face at all is among them, though no label names it."""
+    """The actors (with counts) that cannot fill both held-out quotas and keep a training face."""
     counts = np.bincount(np.asarray(labels, np.int64), minlength=len(actors))
     return [f"{a} ({n})" for a, n in zip(actors, counts) if n < n_test + n_val + 1]
 
@@ -172,9 +167,8 @@ def split_path(actors, seed: int, folder: Path) -> Path:
 
 def get_split(data: dict, seed: int, n_test: int = N_TEST, n_val: int = N_VAL, folder=None,
               side: int = 16, threshold: float = 0.96) -> tuple[dict[str, np.ndarray], dict]:
-    """Row indices per split of ``data`` and the split record, made once per seed and kept: a
-    saved split is reused when it was made with the same quotas and holds every face id of
-    ``data``; otherwise the groups are found, the split made, and saved (atomically)."""
+    """Row indices per split of ``data`` and the split record: the saved one when made with the
+    same settings for these faces, else made and saved."""
     if len(data["actors"]) < 2:  # one class: every net would be right every time
         raise UserError(f"one actor ({data['actors'][0]}): the networks tell actors apart; "
                         "give at least two with --actors")
@@ -212,8 +206,7 @@ def quotas(labels: np.ndarray, quick: bool, n_actors: int = 0) -> tuple[int, int
 
 
 def load_split(actors, seed: int, quick: bool = False) -> tuple[dict, dict, dict]:
-    """The 60x60 gray faces of ``actors``, their rows per split and the split record (the split
-    is made on these crops). It lives beside the dataset: data/, or data/quick/ for --quick."""
+    """The 60x60 gray faces of ``actors``, their rows per split and the split record."""
     path = find_dataset(actors, (60, 60), "gray", quick)
     data = load_faces(actors, (60, 60), "gray", quick, path=path)
     rows, record = get_split(data, seed, *quotas(data["labels"], quick, len(data["actors"])),

@@ -71,17 +71,6 @@ def sha256_file(path: Path | str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def missing_message(name: str, problem: str = "") -> str:
-    """One message: the file, where we looked, and where to get it."""
-    url, hashes = REGISTRY.get(name, (None, ()))
-    lines = [f"Input file '{name}' was not found. Looked in:", *(f"  - {d}" for d in search_dirs())]
-    if url:
-        lines.append(f"Get it from {url}" + (f" (sha256 {hashes[0]})" if hashes else ""))
-    lines.append(f"and put it in {DATA_DIR}/, or point {DATA_ENV} at a folder that holds it "
-                 f"(export {DATA_ENV}=/path/to/folder).")
-    return "\n".join(lines + ([problem] if problem else []))
-
-
 def find_input(name: str, download: bool = True, folder: Path | str | None = None) -> Path:
     """Path of the fixed input ``name``: a local copy with a listed sha256, else a download into
     ``folder`` (default data/, searched first). A copy with another sha256 is passed over."""
@@ -102,14 +91,19 @@ def find_input(name: str, download: bool = True, folder: Path | str | None = Non
             problem += f"\nDownloading {url} failed: {err}"
     elif not download:
         problem += "\nDownloads are off (--offline)."
-    raise MissingInputError(missing_message(name, problem.strip()))
+    lines = [f"Input file '{name}' was not found. Looked in:", *(f"  - {d}" for d in search_dirs())]
+    if url:
+        lines.append(f"Get it from {url}" + (f" (sha256 {hashes[0]})" if hashes else ""))
+    lines.append(f"and put it in {DATA_DIR}/, or point {DATA_ENV} at a folder that holds it "
+                 f"(export {DATA_ENV}=/path/to/folder).")
+    raise MissingInputError("\n".join(lines + ([problem.strip()] if problem.strip() else [])))
 
 
-def download_input(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) -> Path:
+def download_input(url: str, dest: Path, sha256: str | None) -> Path:
     """Download ``url`` to ``dest`` with pooch (temporary file, sha256 check, then rename)."""
     import pooch
     dest.parent.mkdir(parents=True, exist_ok=True)
-    downloader = pooch.HTTPDownloader(timeout=timeout, progressbar=True)
+    downloader = pooch.HTTPDownloader(timeout=30.0, progressbar=True)
     return Path(pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None,
                                fname=dest.name, path=dest.parent, downloader=downloader))
 
@@ -169,10 +163,8 @@ SAFE_GLOBALS = {
 
 
 class RestrictedUnpickler(pickle._Unpickler):
-    """Builds numpy arrays, numpy scalars and plain containers; refuses every other global, sets,
-    and dict keys other than strings and numbers: a dict hashes its keys as it is built, and a
-    key of nested shared tuples takes time exponential in its depth. (Python's own unpickler,
-    whose opcodes a subclass can replace; the course's pickles hold a few large arrays.)"""
+    """Numpy arrays, scalars and plain containers only: no other global, no set, and dict keys only
+    strings and numbers (hashing a key of nested shared tuples is exponential in its depth)."""
     dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str):
@@ -217,8 +209,7 @@ def load_pickle(path: Path | str) -> object:
 
 
 def load_npy_object(path: Path | str) -> object:
-    """An object ``.npy`` such as ``bvlc_alexnet.npy`` (``np.save`` of a dict): its header read by
-    numpy, its pickle by :class:`RestrictedUnpickler`. A plain numeric .npy is read as an array."""
+    """An ``.npy`` such as ``bvlc_alexnet.npy``: header by numpy, pickle by RestrictedUnpickler."""
     from numpy.lib import format as npformat
     with open(path, "rb") as f:
         try:

@@ -47,15 +47,6 @@ def fastest(step, number: int = 1, repeat: int = 1) -> float:
     return min(timeit.repeat(step, number=number, repeat=repeat))
 
 
-def matmul_peak(side: int, repeats: int) -> dict:
-    """Best float32 GFLOP/s of a ``side x side`` matrix product in NumPy and in TensorFlow."""
-    tf = runs.import_tensorflow()
-    a, b = np.random.default_rng(0).standard_normal((2, side, side), dtype=np.float32)
-    ta, tb, gflop = tf.constant(a), tf.constant(b), 2e-9 * side ** 3
-    return {"numpy_matmul_gflops": gflop / fastest(lambda: np.matmul(a, b), repeat=repeats),
-            "tensorflow_matmul_gflops": gflop / fastest(lambda: (ta @ tb).numpy(), repeat=repeats)}
-
-
 # Each backbone: (rng, layer) -> (batch -> features, FLOPs per image, input side, which weights).
 def alexnet(rng: np.random.Generator, layer: str):
     import myalexnet
@@ -98,7 +89,12 @@ def main(argv=None) -> None:
     print("context: " + ", ".join(f"{k}={v}" for k, v in extra.items()))  # settings: printed above
     runs.seed_tensorflow(run.seed)
     rng, t0 = run.rng(), time.perf_counter()
-    metrics = matmul_peak(settings.matmul_side, settings.matmul_repeats)
+    tf, side, repeats = runs.import_tensorflow(), settings.matmul_side, settings.matmul_repeats
+    a, b = np.random.default_rng(0).standard_normal((2, side, side), dtype=np.float32)
+    ta, tb, gflop = tf.constant(a), tf.constant(b), 2e-9 * side ** 3  # the float32 matmul peak
+    metrics = {"numpy_matmul_gflops": gflop / fastest(lambda: np.matmul(a, b), repeat=repeats),
+               "tensorflow_matmul_gflops": gflop / fastest(lambda: (ta @ tb).numpy(),
+                                                           repeat=repeats)}
     metrics = {"peak_gflops": max(metrics.values()), **metrics}
     print("float32 matmul: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
     timings = {}

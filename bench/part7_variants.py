@@ -1,14 +1,11 @@
 """Benchmark: the Part 7 variants we tried to raise the accuracy, measured against Part 7's setting.
 
-Each variant changes one or two of Part 7's settings (faces.py) and keeps the hidden units Part 7
-chose (results/faces_part7.json). For each of ``n_seeds`` seeds (that seed's train/validation/test
-split, initial weights and batch order) the variant and Part 7's own setting are both trained and
-scored on the validation faces; the test faces are not looked at. The table (the report's "tried
-and dropped" one, in ``results/bench_part7_variants.json``): each variant's validation accuracy
-(mean +- sd over the seeds) and its difference from Part 7's setting on the same seeds.
+Each variant changes one or two of Part 7's settings (faces.py), keeping Part 7's hidden units.
+Per seed (its split, initial weights and batch order) the variant and Part 7's setting are trained
+and scored on the validation faces, never the test faces. The report's "tried and dropped" table:
+each variant's validation accuracy (mean +- sd over the seeds) and its gain over Part 7's.
 
     python bench/part7_variants.py             # 5 seeds, ~15 min on 2 cores
-    python bench/part7_variants.py --quick     # a smoke run in seconds (numbers not quotable)
 """
 import json
 import sys

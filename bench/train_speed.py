@@ -5,7 +5,6 @@ scikit-learn's ``MLPClassifier`` from the same initial weights (``snapshot50.pkl
 The floor: the two products of each batch that no trainer can skip, X_b W0 and X_b^T dZ0.
 
     python bench/train_speed.py               # 20 epochs each: results/bench_train_speed.json
-    python bench/train_speed.py --quick       # a smoke run in seconds (numbers not quotable)
     python bench/train_speed.py --threads 1   # every arm on one thread (BLAS and TensorFlow)
 """
 import os
@@ -131,8 +130,7 @@ class SklearnArm:
 
 
 def step_by_step(arm: NumpyArm) -> dict[str, float]:
-    """Where our epoch goes: an epoch of ``arm`` through ``train_network``'s and ``tanh_backward``'s
-    lines, with a clock read (~0.1 us) between steps; the seconds of each step."""
+    """The seconds of each step of an epoch of ``arm`` (``train_network``'s lines, clocked)."""
     p, velocity, X, Y = arm.params, arm.velocity, arm.X, arm.Y
     B, lr, mu = arm.sgd.batch_size, arm.sgd.learning_rate, arm.sgd.momentum
     seconds = {}
