@@ -10,18 +10,14 @@
 * Part 9 -- for two actors, the hidden units that contribute most to that actor's output, drawn
   as 60x60 weight images beside the actor's mean face.
 
-The faces and their split come from ``apparatus.facedata``: per actor 30 test and 15 validation
-photos, the rest for training, fixed by the seed; near-duplicate crops never straddle two splits.
-deepfaces.py (Parts 10-11) uses the same split, so the same test faces.
+The split (``apparatus.facedata``, fixed by the seed, shared with deepfaces.py): per actor 30 test
+and 15 validation photos, the rest for training; near-duplicate crops never straddle two splits.
 
     python faces.py all                 # part7 | part8 | part9 | all;  --seed 0 --quick --out DIR
     python faces.py part7 --set hidden_sweep="(300,600)"     # any setting of --help, by name
-    python faces.py all --actors "Alec Baldwin,Bill Hader" --set actors="('Bill Hader',)"
 
-Needs the 60x60 gray dataset of the actor set (``python get_all_imgs.py``; ``--quick`` takes the
-small datasets of ``python get_all_imgs.py --quick``). Conventions: rows are examples (X is N x D);
-labels are integers indexing the actors; W0 (D, H), b0 (H,), W1 (H, K), b1 (K,) as in the handout;
-accuracies are fractions in 0..1.
+Needs ``python get_all_imgs.py`` first. Rows are examples (X is N x D), labels index the actors;
+W0 (D, H), b0 (H,), W1 (H, K), b1 (K,) as in the handout; accuracies are fractions in 0..1.
 """
 from __future__ import annotations
 

@@ -1,17 +1,13 @@
 """One run of a script: settings, seed, where outputs go, figures and results files.
 
-Settings. Each part has a frozen dataclass of settings, one short comment per field; a field
-that has a range says so where it is defined (``hidden_units: int = setting(300, ge=1)``),
-and the class attribute ``QUICK`` (a dict) holds the values of a ``--quick`` run.
-``Run.settings(Part7)`` gives the effective settings: defaults, then ``QUICK`` when ``--quick``,
-then each ``--set name=value`` whose name is a field (values are Python literals: ``600``,
-``1e-3``, ``(300,600)``, ``True``), checked against the fields' limits.
+Settings. Each part has a frozen dataclass of settings, a range beside each field that has one
+(``hidden_units: int = setting(300, ge=1)``) and ``QUICK``, the values of a ``--quick`` run. The
+effective settings: defaults, then ``QUICK`` when ``--quick``, then each ``--set name=value``
+(a Python literal: ``600``, ``1e-3``, ``(300,600)``, ``True``), checked against the limits.
 
-Outputs. The full run of the default settings writes ``images/`` and ``results/`` of the project.
-Any other run (``--quick``, ``--set``, another seed or actor set) is a trial and writes under
-``runs/<tag>/`` (``runs/quick-seed1/`` ...) unless ``--out DIR`` says where; it never writes over
-the committed results. Each part writes ``results/<script>_<part>.json``:
-``{script, part, command, seed, quick, trial, git_commit, settings, timings, metrics, figures}``.
+Outputs. The full default run writes the project's ``images/`` and ``results/``; any other run
+(``--quick``, ``--set``, another seed or actor set) is a trial, written under ``runs/<tag>/``
+unless ``--out DIR`` says where. Each part writes ``results/<script>_<part>.json``.
 """
 from __future__ import annotations
 
