@@ -124,7 +124,7 @@ def differences(results: dict) -> dict[str, list[str]]:
     diffs = {}
     for r in results.values():
         actors, words = actors_of(r, results), diffs.setdefault(r.get("script", "?"), [])
-        for word in ([f"actors {', '.join(actors)}"] if actors and tuple(actors) != DEFAULT_ACTORS
+        for word in ([f"actor set {', '.join(actors)}"] if actors and tuple(actors) != DEFAULT_ACTORS
                      else []) + (["--quick"] if r.get("quick") else []) + (
                 [f"seed {r['seed']}"] if r.get("seed", runs.DEFAULT_SEED) != runs.DEFAULT_SEED
                 else []) + [f"--set {n}={v!r}" for n, v in (r.get("overrides") or {}).items()]:
@@ -183,20 +183,21 @@ def filters(fmt: str) -> dict:
 
 def beside_default(results: dict, defaults: dict, f: dict):
     """For a trial's templates: ``was(stem, path(s), kind)``, the default run's value(s) as
-    " (default six: 87.2%)" ("" for a record that is no trial), and ``unlike(stem)``, why targets
-    do not apply to it ("other actors", "other settings"; "" where they do)."""
-    def was(stem, paths, kind="pct"):
-        r, d = results.get(stem), defaults.get(stem)
-        values = [pick(d, p, None) for p in ([paths] if isinstance(paths, str) else paths)] if (
-            d and r and is_trial(r)) else [None]
-        label = "default run" if stem.startswith(("digits", "bench")) else "default six"
-        return "" if None in values else f" ({label}: {' / '.join(map(f[kind], values))})"
-
+    " (default six: 87.2%)" ("" for a record that is no trial, or a count of other actors), and
+    ``unlike(stem)``, why targets do not apply to it ("other actors"; "" where they do)."""
     def unlike(stem):
         r, d = results.get(stem) or {}, defaults.get(stem) or {}
         return "" if not is_trial(r) else "no default run" if not d else "other actors" if (
             actors_of(r, results) != actors_of(d, defaults)) else "other settings" if (
             r.get("settings") != d.get("settings")) else ""
+
+    def was(stem, paths, kind="pct"):
+        d, r = defaults.get(stem), results.get(stem) or {}
+        values = [pick(d or {}, p, None) for p in ([paths] if isinstance(paths, str) else paths)]
+        label = "default run" if stem.startswith(("digits", "bench")) else "default six"
+        if not is_trial(r) or None in values or kind == "num" and unlike(stem) == "other actors":
+            return ""
+        return f" ({label}: {' / '.join(map(f[kind], values))})"
     return was, unlike
 
 
