@@ -119,6 +119,11 @@ def actors_of(record: dict, results: dict) -> list | None:
                                          and r.get("command") == record.get("command")), None)
 
 
+def literal(value) -> str:
+    """A --set value as the command line writes it: JSON's lists back as tuples."""
+    return repr(tuple(value) if isinstance(value, list) else value)
+
+
 def differences(results: dict) -> dict[str, list[str]]:
     """{script: what its runs in a folder changed from the default run}, for the trial banner."""
     diffs = {}
@@ -127,7 +132,7 @@ def differences(results: dict) -> dict[str, list[str]]:
         for word in ([f"actor set {', '.join(actors)}"] if actors and tuple(actors) != DEFAULT_ACTORS
                      else []) + (["--quick"] if r.get("quick") else []) + (
                 [f"seed {r['seed']}"] if r.get("seed", runs.DEFAULT_SEED) != runs.DEFAULT_SEED
-                else []) + [f"--set {n}={v!r}" for n, v in (r.get("overrides") or {}).items()]:
+                else []) + [f"--set {n}={literal(v)}" for n, v in (r.get("overrides") or {}).items()]:
             words += [word] * (word not in words)
     return diffs
 
@@ -140,8 +145,8 @@ def remake(command: str, results: dict, out: str) -> str:
     words = command.split() + (["--actors", ",".join(actors)] if tuple(actors) != DEFAULT_ACTORS
                                and ("faces" in command or "get_all" in command) else [])
     words += ["--seed", str(like[0]["seed"])] + ["--quick"] * bool(like[0].get("quick"))
-    return shlex.join(words + [w for n, v in same.get("overrides", {}).items()
-                               for w in ("--set", f"{n}={v!r}")] + ["--out", out])
+    return " ".join([shlex.join(words), *(f'--set "{n}={literal(v)}"' for n, v in
+                                          same.get("overrides", {}).items()), shlex.join(["--out", out])])
 
 
 def function_source(path: Path, name: str) -> str | None:
