@@ -21,7 +21,6 @@ import json
 import operator
 import os
 import re
-import shlex
 import shutil
 import statistics
 import struct
@@ -119,36 +118,6 @@ def actors_of(record: dict, results: dict) -> list | None:
                                          and r.get("command") == record.get("command")), None)
 
 
-def literal(value) -> str:
-    """A --set value as the command line writes it: JSON's lists back as tuples."""
-    return repr(tuple(value) if isinstance(value, list) else value)
-
-
-def differences(results: dict) -> dict[str, list[str]]:
-    """{script: what its runs in a folder changed from the default run}, for the trial banner."""
-    diffs = {}
-    for r in results.values():
-        actors, words = actors_of(r, results), diffs.setdefault(r.get("script", "?"), [])
-        for word in ([f"actor set {', '.join(actors)}"] if actors and tuple(actors) != DEFAULT_ACTORS
-                     else []) + (["--quick"] if r.get("quick") else []) + (
-                [f"seed {r['seed']}"] if r.get("seed", runs.DEFAULT_SEED) != runs.DEFAULT_SEED
-                else []) + [f"--set {n}={literal(v)}" for n, v in (r.get("overrides") or {}).items()]:
-            words += [word] * (word not in words)
-    return diffs
-
-
-def remake(command: str, results: dict, out: str) -> str:
-    """``command`` with the actors, seed, --quick and --set values of a trial folder's runs."""
-    like = [r for r in results.values() if is_trial(r)]
-    same = next((r for r in like if r.get("script") == command.split()[1]), {})
-    actors = next((r["actors"] for r in like if r.get("actors")), DEFAULT_ACTORS)
-    words = command.split() + (["--actors", ",".join(actors)] if tuple(actors) != DEFAULT_ACTORS
-                               and ("faces" in command or "get_all" in command) else [])
-    words += ["--seed", str(like[0]["seed"])] + ["--quick"] * bool(like[0].get("quick"))
-    return " ".join([shlex.join(words), *(f'--set "{n}={literal(v)}"' for n, v in
-                                          same.get("overrides", {}).items()), shlex.join(["--out", out])])
-
-
 def function_source(path: Path, name: str) -> str | None:
     """The source of the function ``name`` defined in ``path``, or None."""
     try:
@@ -189,20 +158,18 @@ def filters(fmt: str) -> dict:
 def beside_default(results: dict, defaults: dict, f: dict):
     """For a trial's templates: ``was(stem, path(s), kind)``, the default run's value(s) as
     " (default six: 87.2%)" ("" for a record that is no trial, or a count of other actors), and
-    ``unlike(stem)``, why targets do not apply to it ("other actors"; "" where they do)."""
+    ``unlike(stem)``: "other actors" or "other settings" where its targets do not apply, else ""."""
     def unlike(stem):
         r, d = results.get(stem) or {}, defaults.get(stem) or {}
-        return "" if not is_trial(r) else "no default run" if not d else "other actors" if (
-            actors_of(r, results) != actors_of(d, defaults)) else "other settings" if (
-            r.get("settings") != d.get("settings")) else ""
+        return "" if not is_trial(r) else "other actors" if actors_of(r, results) != actors_of(
+            d, defaults) else "other settings" if r.get("settings") != d.get("settings") else ""
 
     def was(stem, paths, kind="pct"):
-        d, r = defaults.get(stem), results.get(stem) or {}
-        values = [pick(d or {}, p, None) for p in ([paths] if isinstance(paths, str) else paths)]
-        label = "default run" if stem.startswith(("digits", "bench")) else "default six"
-        if not is_trial(r) or None in values or kind == "num" and unlike(stem) == "other actors":
-            return ""
-        return f" ({label}: {' / '.join(map(f[kind], values))})"
+        d, label = defaults.get(stem) or {}, "default " + ("run" if "digits" in stem else "six")
+        values = [pick(d, p, None) for p in ([paths] if isinstance(paths, str) else paths)]
+        return "" if not is_trial(results.get(stem) or {}) or None in values or (
+            kind == "num" and unlike(stem) == "other actors") else (
+            f" ({label}: {' / '.join(map(f[kind], values))})")
     return was, unlike
 
 
@@ -262,6 +229,7 @@ def environment(fmt: str, results: dict, out_dir: Path, source_dir: Path,
     env.globals.update(fmt=fmt, figno=count(1).__next__, R=results, REF=data["comparison"],
                        have=lambda *keys: all(k in results for k in keys), was=was,
                        unlike=unlike, DROPPED=data["dropped"], pick=pick,
+                       actors_of=lambda r: actors_of(r, results), DEFAULT_ACTORS=[*DEFAULT_ACTORS],
                        source=lambda file, name: function_source(source_dir / file, name))
     env.globals["k"] = env.get_template("macros.j2").make_module()
     env.globals["comparison"] = comparison_rows(data["comparison"], results, env.filters,
@@ -316,24 +284,23 @@ def compile_pdf(tex_path: Path) -> tuple[str, int | None]:
     return f"wrote {pdf} ({pages} pages)", pages
 
 
-def build_report(out_dir: Path, source_dir: Path = PROJECT_DIR, pdf: bool = True,
-                 default_dir: Path = PROJECT_DIR) -> dict:
+def build_report(out_dir: Path, source_dir: Path = PROJECT_DIR, pdf: bool = True) -> dict:
     """Write <out>/REPORT.md and <out>/deepnn.tex (and deepnn.pdf); say what was written. A trial
-    folder's numbers stand beside those of the default run in ``default_dir``/results."""
+    folder's numbers stand beside those of the default run (the project's results/)."""
     out_dir = Path(out_dir)
     results, damaged = load_results(out_dir)
-    trial = any(map(is_trial, results.values()))
-    defaults = {k: r for k, r in load_results(default_dir)[0].items() if not is_trial(r)}
-    shown = str(out_dir.relative_to(PROJECT_DIR) if out_dir.is_relative_to(PROJECT_DIR) else out_dir)
-    missing = [(heading, remake(command, results, shown)) for _, key, heading, command in SECTIONS
-               if trial and key and key not in results and key not in damaged]
+    trials = [r for r in results.values() if is_trial(r)]
+    defaults = {k: r for k, r in load_results(PROJECT_DIR)[0].items() if not is_trial(r)}
+    missing = [(spec[2], spec[3]) for spec in SECTIONS
+               if trials and spec[1] and spec[1] not in results and spec[1] not in damaged]
+    shown = out_dir.relative_to(PROJECT_DIR) if out_dir.is_relative_to(PROJECT_DIR) else out_dir
     written = {"md": out_dir / "REPORT.md", "tex": out_dir / "deepnn.tex"}
     for fmt, path in written.items():
-        env = environment(fmt, results, out_dir, source_dir, defaults if trial else {})
-        sections = [env.get_template("trial.j2").render(diffs=differences(results), out=shown,
-                                                        missing=missing)] * trial + [
-            render_section(env, results, spec, damaged) for spec in SECTIONS
-            if spec[2] not in dict(missing)]
+        env = environment(fmt, results, out_dir, source_dir, defaults if trials else {})
+        sections = [env.get_template("trial.j2").render(trials=trials, missing=missing,
+                                                        out=str(shown))] * bool(trials)
+        sections += [render_section(env, results, spec, damaged) for spec in SECTIONS
+                     if (spec[2], spec[3]) not in missing]
         text = env.get_template("report.j2").render(sections=sections)
         write_text(path, re.sub(r"\n{3,}", "\n\n", text))  # the macros' blank lines, collapsed
     note, pages = compile_pdf(written["tex"]) if pdf else ("PDF not asked for", None)

@@ -74,10 +74,11 @@ def test_a_trial_folder_quotes_its_own_numbers_beside_the_default_six(trial):
 
 
 def test_the_command_of_a_missing_part_keeps_the_actors_and_settings(trial):
-    results, _ = report.load_results(trial)
     (trial / "results" / "faces_part8.json").unlink()
-    command = report.remake("python faces.py part8", results, "runs/x")
-    assert command == ("python faces.py part8 --actors 'Alec Baldwin,Bill Hader,Steve Carell,"
-                       "Kristin Chenoweth' --seed 0 --set \"actors=('Alec Baldwin', "
-                       "'Steve Carell')\" --out runs/x")
-    assert "--actors" not in report.remake("python digits.py part4", results, "runs/x")
+    md = report.build_report(trial, pdf=False)["md"].read_text()
+    banner = md.split("## Ours")[0]
+    assert ("`python faces.py part8 --actors \"Alec Baldwin,Bill Hader,Steve Carell,Kristin "
+            f"Chenoweth\" --seed 0 --set \"actors=('Alec Baldwin', 'Steve Carell')\" --out {trial}`"
+            ) in banner
+    assert f"`python digits.py part4 --seed 0 --out {trial}`" in banner   # no actors, no --set
+    assert "## Part 8" not in md and "| 8 |" not in md
