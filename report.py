@@ -290,13 +290,14 @@ def build_report(out_dir: Path, source_dir: Path = PROJECT_DIR, pdf: bool = True
     out_dir = Path(out_dir)
     results, damaged = load_results(out_dir)
     trials = [r for r in results.values() if is_trial(r)]
-    defaults = {k: r for k, r in load_results(PROJECT_DIR)[0].items() if not is_trial(r)}
+    defaults = {k: r for k, r in (load_results(PROJECT_DIR)[0] if trials else {}).items()
+                if not is_trial(r)}
     missing = [(spec[2], spec[3]) for spec in SECTIONS
                if trials and spec[1] and spec[1] not in results and spec[1] not in damaged]
     shown = out_dir.relative_to(PROJECT_DIR) if out_dir.is_relative_to(PROJECT_DIR) else out_dir
     written = {"md": out_dir / "REPORT.md", "tex": out_dir / "deepnn.tex"}
     for fmt, path in written.items():
-        env = environment(fmt, results, out_dir, source_dir, defaults if trials else {})
+        env = environment(fmt, results, out_dir, source_dir, defaults)
         sections = [env.get_template("trial.j2").render(trials=trials, missing=missing,
                                                         out=str(shown))] * bool(trials)
         sections += [render_section(env, results, spec, damaged) for spec in SECTIONS
