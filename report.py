@@ -5,8 +5,10 @@ The prose lives once in Jinja2 templates (``templates/<section>.j2``), rendered 
 ``templates/macros.j2`` (headings, emphasis, display math, figures, tables, listings). Numbers
 come from ``results/*.json``, figures from ``images/``; the only other numbers (the reference
 report's, the requirements, the Part 7 variants we dropped) are in ``templates/reference.toml``.
-A section whose results are missing or lack what its text needs says "not run" and the command;
-a trial run (``--quick``, ``--set``, another seed) is shown under a warning and not quoted.
+A section whose results are missing or lack what its text needs says "not run" and the command.
+A trial folder (``--quick``, ``--set``, another seed or actor set) is quoted with the default run's
+number beside each of its own, under a first-page banner of what differs; its missing parts are
+left out, and targets apply only where actors and settings are the default's.
 
     python report.py                     # REPORT.md, deepnn.tex, deepnn.pdf (with pdflatex)
     python report.py --out runs/quick    # the report of a trial folder
@@ -33,6 +35,7 @@ from pathlib import Path
 import jinja2
 
 from apparatus import runs
+from apparatus.facedata import DEFAULT_ACTORS
 from apparatus.inputs import write_text  # atomic: a full disk leaves the old report
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -94,7 +97,7 @@ def load_results(out_dir: Path) -> tuple[dict[str, dict], dict[str, str]]:
 
 
 def is_trial(record: dict) -> bool:
-    """A run with anything but the default settings: its numbers are not quoted."""
+    """A run with anything but the default settings (a trial folder's report says what)."""
     return bool(record.get("trial") or record.get("quick") or record.get("overrides")
                 or record.get("seed", runs.DEFAULT_SEED) != runs.DEFAULT_SEED)
 
@@ -107,6 +110,12 @@ def pick(record: dict, path: str, default=KeyError):
     if value is KeyError and default is KeyError:  # the section says "not run" and what it lacks
         raise KeyError(path)
     return default if value is KeyError else value
+
+
+def actors_of(record: dict, results: dict) -> list | None:
+    """A record's actor set, else that of the record its command also wrote (Part 8 keeps none)."""
+    return record.get("actors") or next((r["actors"] for r in results.values() if r.get("actors")
+                                         and r.get("command") == record.get("command")), None)
 
 
 def function_source(path: Path, name: str) -> str | None:
@@ -146,14 +155,34 @@ def filters(fmt: str) -> dict:
             "t": lambda s: "".join(TEX_SPECIAL.get(c, c) for c in str(s)) if tex else str(s)}
 
 
+def beside_default(results: dict, defaults: dict, f: dict):
+    """For a trial's templates: ``was(stem, path(s), kind)``, the default run's value(s) as
+    " (default six: 87.2%)" ("" for a record that is no trial, or a count of other actors), and
+    ``unlike(stem)``: "other actors" or "other settings" where its targets do not apply, else ""."""
+    def unlike(stem):
+        r, d = results.get(stem) or {}, defaults.get(stem) or {}
+        return "" if not is_trial(r) else "other actors" if actors_of(r, results) != actors_of(
+            d, defaults) else "other settings" if r.get("settings") != d.get("settings") else ""
+
+    def was(stem, paths, kind="pct"):
+        d, label = defaults.get(stem) or {}, "default " + ("run" if "digits" in stem else "six")
+        values = [pick(d, p, None) for p in ([paths] if isinstance(paths, str) else paths)]
+        return "" if not is_trial(results.get(stem) or {}) or None in values or (
+            kind == "num" and unlike(stem) == "other actors") else (
+            f" ({label}: {' / '.join(map(f[kind], values))})")
+    return was, unlike
+
+
 OPERATORS = {"<": (operator.lt, "$<$"), ">=": (operator.ge, r"$\geq$"), "==": (operator.eq, "=")}
 
 
-def comparison_rows(rows: dict, results: dict, f: dict, strong) -> list[list[str]]:
-    """The cells of the comparison table: part, quantity, reference, ours, requirement, status."""
+def comparison_rows(rows: dict, results: dict, f: dict, strong, was, unlike) -> list[list[str]]:
+    """The cells of the comparison table: part, quantity, reference, ours, requirement, status;
+    a trial's rows are those it ran, with the default run's numbers beside its own."""
     table = []
     for row in rows.values():
-        write = f["num" if row["kind"] == "count" else row["kind"]]
+        kind = "num" if row["kind"] == "count" else row["kind"]
+        write = f[kind]
         # a pair is the reference's (analytic, numeric) derivative: show their relative difference
         reference = " / ".join(write(abs(v[0] - v[1]) / abs(v[1]) if isinstance(v, list) else v)
                                for v in row.get("reference", ())) or "-"
@@ -161,14 +190,17 @@ def comparison_rows(rows: dict, results: dict, f: dict, strong) -> list[list[str
         metrics = (record or {}).get("metrics", {})
         name, op, value, source = row.get("requirement") or (None, None, None, None)
         required = f"{OPERATORS[op][1]} {write(value)} ({source})" if op else "-"
-        status = "-"  # only for our numbers of a full run, where there is a requirement
+        status = "-"  # only for our numbers, where there is a requirement that applies to them
+        if record is None and any(map(is_trial, results.values())):
+            continue  # a part that a trial folder lacks is left out
         if record is None or any(metrics.get(m) is None for m in row["metrics"]):
             ours = "not run"
-        elif is_trial(record):
-            ours = "trial run, not quoted"
         else:
-            ours = " / ".join(write(metrics[m]) for m in row["metrics"])
-            if op:  # met, or by how much it misses
+            ours = " / ".join(write(metrics[m]) for m in row["metrics"]) + was(
+                row["key"], [f"metrics.{m}" for m in row["metrics"]], kind)
+            if op and unlike(row["key"]):  # the default six's targets, not this run's
+                required, status = "-", f"no target: {unlike(row['key'])}"
+            elif op:  # met, or by how much it misses
                 miss = abs(value - metrics[name]) * (100 if row["kind"] == "pct" else 1)
                 status = "met" if OPERATORS[op][0](metrics[name], value) else strong(
                     "not met: " + (f"{miss:.1f} points short" if row["kind"] in ("pct", "points")
@@ -179,7 +211,8 @@ def comparison_rows(rows: dict, results: dict, f: dict, strong) -> list[list[str
 
 # ==================================================================================== Rendering
 
-def environment(fmt: str, results: dict, out_dir: Path, source_dir: Path) -> jinja2.Environment:
+def environment(fmt: str, results: dict, out_dir: Path, source_dir: Path,
+                defaults: dict) -> jinja2.Environment:
     """A Jinja environment for one format: filters, the macros as ``k``, the data as globals."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
                              lstrip_blocks=True, undefined=jinja2.StrictUndefined,
@@ -191,15 +224,16 @@ def environment(fmt: str, results: dict, out_dir: Path, source_dir: Path) -> jin
     # width / height of a PNG, from its header (side-by-side figures get equal heights)
     env.filters["aspect"] = lambda path: operator.truediv(
         *struct.unpack(">II", (out_dir / path).read_bytes()[16:24]))
-    quotable = {k: r for k, r in results.items() if not is_trial(r)}
     data = tomllib.loads((TEMPLATES / "reference.toml").read_text())
-    env.globals.update(fmt=fmt, figno=count(1).__next__, R=quotable, REF=data["comparison"],
-                       have=lambda *keys: all(k in quotable for k in keys),
-                       DROPPED=data["dropped"], pick=pick,
+    was, unlike = beside_default(results, defaults, env.filters)
+    env.globals.update(fmt=fmt, figno=count(1).__next__, R=results, REF=data["comparison"],
+                       have=lambda *keys: all(k in results for k in keys), was=was,
+                       unlike=unlike, DROPPED=data["dropped"], pick=pick,
+                       actors_of=lambda r: actors_of(r, results), DEFAULT_ACTORS=[*DEFAULT_ACTORS],
                        source=lambda file, name: function_source(source_dir / file, name))
     env.globals["k"] = env.get_template("macros.j2").make_module()
     env.globals["comparison"] = comparison_rows(data["comparison"], results, env.filters,
-                                                env.globals["k"].bold)
+                                                env.globals["k"].bold, was, unlike)
     return env
 
 
@@ -210,8 +244,6 @@ def render_section(env: jinja2.Environment, results: dict, spec: tuple, damaged:
     text = k.h(1, heading)
     if key and record is None:
         return text + k.not_run(command, damaged.get(key, f"no results/{key}.json"))
-    if key and is_trial(record):
-        return text + k.trial(command, record)
     try:
         return text + env.get_template(f"{template}.j2").render(r=record)
     except (jinja2.UndefinedError, LookupError, TypeError, ValueError) as err:
@@ -253,13 +285,23 @@ def compile_pdf(tex_path: Path) -> tuple[str, int | None]:
 
 
 def build_report(out_dir: Path, source_dir: Path = PROJECT_DIR, pdf: bool = True) -> dict:
-    """Write <out>/REPORT.md and <out>/deepnn.tex (and deepnn.pdf); say what was written."""
+    """Write <out>/REPORT.md and <out>/deepnn.tex (and deepnn.pdf); say what was written. A trial
+    folder's numbers stand beside those of the default run (the project's results/)."""
     out_dir = Path(out_dir)
     results, damaged = load_results(out_dir)
+    trials = [r for r in results.values() if is_trial(r)]
+    defaults = {k: r for k, r in (load_results(PROJECT_DIR)[0] if trials else {}).items()
+                if not is_trial(r)}
+    missing = [(spec[2], spec[3]) for spec in SECTIONS
+               if trials and spec[1] and spec[1] not in results and spec[1] not in damaged]
+    shown = out_dir.relative_to(PROJECT_DIR) if out_dir.is_relative_to(PROJECT_DIR) else out_dir
     written = {"md": out_dir / "REPORT.md", "tex": out_dir / "deepnn.tex"}
     for fmt, path in written.items():
-        env = environment(fmt, results, out_dir, source_dir)
-        sections = [render_section(env, results, spec, damaged) for spec in SECTIONS]
+        env = environment(fmt, results, out_dir, source_dir, defaults)
+        sections = [env.get_template("trial.j2").render(trials=trials, missing=missing,
+                                                        out=str(shown))] * bool(trials)
+        sections += [render_section(env, results, spec, damaged) for spec in SECTIONS
+                     if (spec[2], spec[3]) not in missing]
         text = env.get_template("report.j2").render(sections=sections)
         write_text(path, re.sub(r"\n{3,}", "\n\n", text))  # the macros' blank lines, collapsed
     note, pages = compile_pdf(written["tex"]) if pdf else ("PDF not asked for", None)

@@ -133,14 +133,16 @@ def test_a_missing_or_incomplete_results_file_says_not_run(out):
     assert "| not run |" in row
 
 
-def test_a_quick_run_is_shown_under_a_warning_and_not_quoted(out):
-    edit(out, "digits_part4", {"softmax_test_accuracy": 0.9037}, quick=True)
+def test_a_run_with_another_seed_is_quoted_beside_the_default_and_held_to_its_targets(out):
+    edit(out, "digits_part4", {"softmax_test_accuracy": 0.9123}, seed=1, trial=True)
+    default = json.loads((PROJECT / "results" / "digits_part4.json").read_text())["metrics"]
     md, tex = build(out)
-    assert "90.37" not in md and "90.37" not in tex
-    assert "Warning" in section(md, "## Part 4") and "not quoted" in section(md, "## Part 4")
-    assert "Warning" not in section(md, "## Part 3")
+    assert "A trial run." in md.split("## Ours")[0] and "seed 1" in md.split("## Ours")[0]
     row = next(line for line in md.splitlines() if "softmax net, test accuracy" in line)
-    assert "trial run, not quoted" in row and "met" not in row
+    beside = report.filters("md")["pct"](default["softmax_test_accuracy"])
+    assert f"91.23% (default run: {beside})" in row and "not met: 1.3 points short" in row
+    assert "not quoted" not in md and "Warning" not in md and "not quoted" not in tex
+    assert "(default run:" not in section(md, "## Part 3")  # a part of the default run itself
 
 
 def test_the_latex_is_safe_and_the_prose_long_enough(out):
