@@ -80,8 +80,8 @@ def cost_and_accuracy(params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[float
 def gradient_check(cost_fn, grad_fn, params: dict, rng: np.random.Generator, n_coords: int = 25,
                    step: float = 1e-3, active_rows: dict | None = None) -> list[dict]:
     """Analytic vs numeric derivatives at ``n_coords`` random coordinates of every float64 array
-    (of ``active_rows[key]``: unlit pixels have zero gradient). Numeric: (C(t-2h) - 8 C(t-h) +
-    8 C(t+h) - C(t+2h)) / 12h, error O(h^4): the 2-point O(h^2) misses 1e-7 on tiny gradients."""
+    (rows from ``active_rows[key]``: unlit pixels have zero gradient). Numeric: (C(t-2h) -
+    8 C(t-h) + 8 C(t+h) - C(t+2h)) / 12h, error O(h^4) (2 points: O(h^2), over 1e-7 on tiny ones)"""
     analytic, table = grad_fn(params), []
     for key, p in params.items():
         rows = active_rows.get(key) if active_rows else None
