@@ -1,17 +1,14 @@
 """Handwritten digits in plain NumPy: Parts 1-6 of CSC411 (Winter 2017) Project 2.
 
-Part 1 the course's MNIST (mnist_all.mat); Part 2 the 784-10 network o = x W + b with a softmax;
-Part 3 its gradient and the 784-300-10 tanh net's (weights of snapshot50.pkl), checked by finite
-differences; Part 4 mini-batch SGD with momentum for both nets; Part 5 linear regression vs
-multinomial logistic regression when outputs sit far from their targets; Part 6 backpropagation
-vs each weight's gradient on its own, predicted and measured cost.
+Parts 1-6: the data; the 784-10 softmax net; its gradient and the 784-300-10 tanh net's, checked;
+both trained by SGD; linear vs logistic regression far from the targets; backprop's cost.
 
     python digits.py [all|part1|...|part6] [--seed S] [--quick] [--set name=value] [--out DIR]
 
-apparatus/digitdata.py finds and checks the inputs. Rows are examples: X is N x 784 (pixels / 255;
-float32 for training, float64 for the checks), Y is N x 10 one-hot. Parameters travel as one dict
-(W, b; or W0, b0, W1, b1 with H = tanh(X W0 + b0)); each backward function returns a dict with the
-same keys. The cost is the summed negative log-probability C = -sum_n log p_{n, y_n}.
+Rows are examples: X is N x 784 (pixels / 255; float32 for training, float64 for the checks), Y is
+N x 10 one-hot. Parameters travel as one dict (W, b; or W0, b0, W1, b1 with H = tanh(X W0 + b0));
+each backward function returns a dict with the same keys. The cost is the summed negative
+log-probability C = -sum_n log p_{n, y_n}.
 """
 import math
 import time
@@ -64,8 +61,7 @@ def tanh_forward(params: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tanh_backward(params: dict, X: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
-    """Gradients of the summed NLL of the tanh net, keyed like ``params``.
-    dC/dO = P - Y (N, 10);          dC/dW1 = H^T dC/dO (300, 10);  dC/db1 = sum_n dC/dO
+    """dC/dO = P - Y (N, 10);          dC/dW1 = H^T dC/dO (300, 10);  dC/db1 = sum_n dC/dO
     dC/dZ0 = dC/dO W1^T * (1 - H^2) (N, 300), as tanh' = 1 - tanh^2
     dC/dW0 = X^T dC/dZ0 (784, 300);  dC/db0 = sum_n dC/dZ0"""
     H, O = tanh_forward(params, X)
@@ -83,10 +79,9 @@ def cost_and_accuracy(params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[float
 # ==== Gradient check (Part 3, and asserted by the tests) ==========================
 def gradient_check(cost_fn, grad_fn, params: dict, rng: np.random.Generator, n_coords: int = 25,
                    step: float = 1e-3, active_rows: dict | None = None) -> list[dict]:
-    """Analytic vs numeric derivatives at ``n_coords`` random coordinates of every float64 array.
-    Numeric: (C(t-2h) - 8 C(t-h) + 8 C(t+h) - C(t+2h)) / 12h, error O(h^4) (the 2-point stencil,
-    O(h^2), misses 1e-7 where gradients are tiny). ``active_rows[key]``: the rows to draw from
-    (unlit pixels have zero gradient). Relative error |a - n| / max(|a| + |n|, 1e-12): 0 at 0/0."""
+    """Analytic vs numeric derivatives at ``n_coords`` random coordinates of every float64 array
+    (rows from ``active_rows[key]``: unlit pixels have zero gradient). Numeric: (C(t-2h) -
+    8 C(t-h) + 8 C(t+h) - C(t+2h)) / 12h, error O(h^4) (2 points: O(h^2), over 1e-7 on tiny ones)"""
     analytic, table = grad_fn(params), []
     for key, p in params.items():
         rows = active_rows.get(key) if active_rows else None
@@ -200,11 +195,9 @@ def shift_with_zero_fill(X: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def train_network(params: dict, backward, X, Y, sgd: SGDSettings, rng,
                   evaluate=lambda params, iteration: None, velocity=None) -> list[float]:
-    """Train ``params`` in place by mini-batch SGD with momentum; returns seconds per epoch.
-    X (N, 784) float32, Y (N, 10) one-hot. Each epoch visits the examples in a fresh random order
-    (a last partial batch is dropped). Per batch, dw = ``backward(params, X_b, Y_b)[k] / B``, the
-    gradient of the mean cost: v = mu v - lr dw; w += v. ``evaluate(params, iteration)`` runs
-    before training and after each epoch (not timed); ``velocity`` continues an earlier run."""
+    """Train ``params`` in place; returns seconds per epoch. Each epoch: a fresh random order, the
+    last partial batch dropped; per batch, dw = backward(params, X_b, Y_b)[k] / B (the mean cost's
+    gradient), v = mu v - lr dw, w += v. ``evaluate`` runs before and after each epoch, untimed."""
     B, n_batches, epoch_seconds = sgd.batch_size, len(X) // sgd.batch_size, []
     velocity = {k: np.zeros_like(w) for k, w in params.items()} if velocity is None else velocity
     evaluate(params, 0)
@@ -228,28 +221,11 @@ def train_network(params: dict, backward, X, Y, sgd: SGDSettings, rng,
     return epoch_seconds
 
 
-def train_with_curves(params, backward, X, Y, sets: dict, sgd: SGDSettings, rng, label: str):
-    """``train_network`` on (X, Y); returns (curves of cost and accuracy on ``sets``, seconds)."""
-    curves = {"iteration": [], **{f"{k}_{m}": [] for k in sets for m in ("cost", "accuracy")}}
-
-    def evaluate(p, iteration):
-        curves["iteration"].append(iteration)
-        line = f"  {label} it {iteration:6d}   accuracy (cost):"
-        for k, (X_k, Y_k) in sets.items():
-            cost, accuracy = cost_and_accuracy(p, X_k, Y_k)
-            curves[f"{k}_cost"].append(cost), curves[f"{k}_accuracy"].append(accuracy)
-            line += f"  {k} {accuracy:.4f} ({cost:.4f})"
-        print(line, flush=True)
-
-    return curves, train_network(params, backward, X, Y, sgd, rng, evaluate)
-
-
 # ==== Part 5: two affine models fitted by full-batch gradient descent =============
 def gradient_descent_affine(X, T, iterations, output_gradient, step_factor):
-    """Full-batch gradient descent from W = 0 on O = X_a W, X_a = [X, 1]; W (D + 1, K), bias last.
-    ``output_gradient(O, T)`` is dC/dO; dC/dW = X_a^T dC/dO; the step is step_factor / L, L the
-    largest eigenvalue of X_a^T X_a. With fewer examples than inputs the iterates stay in the row
-    space, W = X_a^T A: the same iteration runs on A (N, K) with G = X_a X_a^T, fewer flops."""
+    """Full-batch gradient descent from W = 0 on O = X_a W, X_a = [X, 1] (bias last): dC/dW =
+    X_a^T output_gradient(O, T), step step_factor / L, L the largest eigenvalue of X_a^T X_a. With
+    fewer examples than inputs W = X_a^T A stays in the row space: iterate on A, G = X_a X_a^T."""
     Xa = np.hstack([X, np.ones((len(X), 1))])
     dual = Xa.shape[0] < Xa.shape[1]
     G = Xa @ Xa.T if dual else Xa.T @ Xa
@@ -272,8 +248,7 @@ def accuracy_affine(W, X, labels) -> float:
 
 
 def make_outlier_2d(rng, n_per_class, n_outliers, distance):
-    """Two Gaussian classes in 2-D (as in lecture), plus ``n_outliers`` class-1 points placed
-    ``distance`` further out on class 1's side: far from the boundary, correctly labelled."""
+    """Two Gaussian classes in 2-D, plus ``n_outliers`` correctly labelled class-1 points afar."""
     mean0, mean1 = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
     X = np.vstack([rng.normal(mean0, 0.8, (n_per_class, 2)),
                    rng.normal(mean1, 0.8, (n_per_class, 2))])
@@ -324,21 +299,18 @@ def deep_per_weight(Ws, x, y):
 
 def predicted_cost(N: int, K: int) -> tuple[int, int, int]:
     """Multiply-adds per example (backprop, per-weight, per-weight uncached). Backprop: forward
-    N K^2 + backward (N - 1) K^2 + outer products N K^2. Per-weight: forward N K^2 + for each layer
-    l, K^2 weights x ((N - l) K^2 + 2K). Uncached, as the handout poses it: each of the N K^2
-    weights also runs a forward pass (N K^2) of its own instead of sharing one."""
+    N K^2 + backward (N - 1) K^2 + outer products N K^2. Per-weight: forward N K^2 + per layer l,
+    K^2 weights x ((N - l) K^2 + 2K); uncached (as the handout poses it): a forward pass each."""
     per_weight = N * K ** 2 + K ** 4 * N * (N - 1) // 2 + 2 * N * K ** 3
     return (3 * N - 1) * K ** 2, per_weight, per_weight - N * K ** 2 + (N * K ** 2) ** 2
 
 
-# ==== Plotting ====================================================================
-def plot_digit_grid(images, labels, per_digit=10):
-    """One mosaic: row d holds ``per_digit`` images of digit d (a single imshow, fast to draw)."""
+def plot_digit_grid(images):
+    """One mosaic: row d holds images 10 d .. 10 d + 9 (a single imshow, fast to draw)."""
     side = 28 + 2  # 2-pixel white gaps
-    mosaic = np.zeros((N_CLASSES * side - 2, per_digit * side - 2))  # 0: white in gray_r
-    for d in range(N_CLASSES):
-        for j, img in enumerate(images[labels == d][:per_digit]):
-            mosaic[d * side:d * side + 28, j * side:j * side + 28] = img.reshape(28, 28)
+    mosaic = np.zeros((N_CLASSES * side - 2, 10 * side - 2))  # 0: white in gray_r
+    for (d, j), img in zip(np.ndindex(N_CLASSES, 10), images):
+        mosaic[d * side:d * side + 28, j * side:j * side + 28] = img.reshape(28, 28)
     fig, ax = plt.subplots(figsize=(7, 7.4))
     ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks(np.arange(N_CLASSES) * side + 14, [str(d) for d in range(N_CLASSES)])
@@ -440,12 +412,12 @@ def part1(run: runs.Run, settings: None, data: Digits) -> dict:
     lo, hi = int(mnist["train_x"].min()), int(mnist["train_x"].max())
     print(f"pixels: uint8 in {lo}..{hi}, 28x28 = 784 per image")
     picks = np.concatenate([rng.choice(np.flatnonzero(mnist["train_y"] == d), 10, replace=False)
-                            for d in range(N_CLASSES)])
-    fig = plot_digit_grid(mnist["train_x"][picks], mnist["train_y"][picks])
-    metrics = {f"{s}_count": int(c.sum()) for s, c in counts.items()}
+                            for d in range(N_CLASSES)])  # ten of each digit, in order
     return {"settings": {f"{s}_counts_per_digit": c for s, c in counts.items()},
-            "metrics": {**metrics, "pixel_min": lo, "pixel_max": hi},
-            "figures": [run.figure(fig, "digits_part1_samples")]}
+            "metrics": {**{f"{s}_count": int(c.sum()) for s, c in counts.items()},
+                        "pixel_min": lo, "pixel_max": hi},
+            "figures": [run.figure(plot_digit_grid(mnist["train_x"][picks]),
+                                   "digits_part1_samples")]}
 
 
 def part2(run: runs.Run, settings: None, data: Digits) -> dict:
@@ -503,13 +475,25 @@ def part4(run: runs.Run, s: Part4, data: Digits) -> dict:
     nets = {"softmax": ("Softmax 784-10 network", softmax_backward, s.softmax),
             "tanh": ("Tanh 784-300-10 network from snapshot50.pkl", tanh_backward, s.tanh)}
     metrics, curves, timings, figures, params = {}, {}, {}, [], {}
+
+    def evaluate(p, iteration):  # a point on the curves of ``net``, the net the loop trains
+        c = curves.setdefault(net, {"iteration": []})
+        c["iteration"].append(iteration)
+        line = f"  {net} it {iteration:6d}   accuracy (cost):"
+        for k, (X_k, Y_k) in sets.items():
+            cost, accuracy = cost_and_accuracy(p, X_k, Y_k)
+            c.setdefault(f"{k}_cost", []).append(cost)
+            c.setdefault(f"{k}_accuracy", []).append(accuracy)
+            line += f"  {k} {accuracy:.4f} ({cost:.4f})"
+        print(line, flush=True)
+
     for net, (title, backward, sgd) in nets.items():
         print(f"{title}: {len(fit)} training, {len(val)} validation images; {sgd}")
         params[net] = (init_softmax_params(rng) if net == "softmax" else  # trained in place
                        {k: v.copy() for k, v in data.snapshot.items()})
         clock = time.perf_counter()
-        curves[net], timings[f"{net}_epoch_seconds"] = train_with_curves(
-            params[net], backward, X_all[fit], Y_all[fit], sets, sgd, rng, net)
+        timings[f"{net}_epoch_seconds"] = train_network(
+            params[net], backward, X_all[fit], Y_all[fit], sgd, rng, evaluate)
         metrics[f"{net}_test_accuracy"] = curves[net]["test_accuracy"][-1]
         metrics[f"{net}_validation_accuracy"] = curves[net]["val_accuracy"][-1]
         metrics[f"{net}_train_seconds"] = time.perf_counter() - clock  # with the evaluations
@@ -544,9 +528,8 @@ def sweep(values, n_seeds: int, trial, what: str) -> dict:
 
 def part5(run: runs.Run, s: Part5, data: Digits) -> dict:
     """Linear regression (quadratic cost) vs multinomial logistic regression under corruption."""
-    mnist = data.mnist
+    mnist, drawn = data.mnist, {}
     X_test, y_test = to_inputs(mnist["test_x"], np.float64), mnist["test_y"]
-    drawn = {}
 
     def noisy_mnist(scale, seed):
         r = run.rng(5, seed)
@@ -584,8 +567,7 @@ def part5(run: runs.Run, s: Part5, data: Digits) -> dict:
 
 
 def cpu_seconds(fn, repeats: int, round_seconds: float) -> float:
-    """CPU seconds per call of ``fn``: timeit's best of ``repeats`` rounds of >= round_seconds,
-    on one BLAS thread (so that CPU time counts the work, not other threads spinning idle)."""
+    """CPU seconds per call: best of ``repeats`` timeit rounds, one BLAS thread (no idle spin)."""
     from threadpoolctl import threadpool_limits
     timer = timeit.Timer(fn, timer=time.process_time)
     with threadpool_limits(1):
@@ -619,7 +601,6 @@ def part6(run: runs.Run, s: Part6, data: Digits) -> dict:
             "figures": [run.figure(plot_speedups(rows), "digits_part6_speedup")], "grid": rows}
 
 
-# ==== Command line ================================================================
 PARTS = {"part1": runs.Part(part1), "part2": runs.Part(part2),
          "part3": runs.Part(part3, Part3, Part3.check),
          "part4": runs.Part(part4, Part4, Part4.check),

@@ -1,9 +1,8 @@
 """The inputs of digits.py, found and checked before use: MNIST and the handout's snapshot50.pkl.
 
-MNIST: the course's ``mnist_all.mat`` (train0..9, test0..9: (N, 784) whole numbers in 0..255),
-else Keras's ``mnist.npz`` from the search path, else a download of mnist_all.mat; as train_x
-(60000, 784) uint8, train_y (60000,) int64, test_x, test_y, rows grouped by digit 0..9.
-``snapshot50.pkl`` (the restricted unpickler): the 784-300-10 tanh net's W0, b0, W1, b1.
+MNIST: the course's mnist_all.mat (train0..9, test0..9: (N, 784) whole numbers in 0..255), else
+Keras's mnist.npz from the search path, else a download of mnist_all.mat; as train_x (60000, 784)
+uint8, train_y (60000,) int64, test_x, test_y, rows grouped by digit 0..9.
 """
 import functools
 from pathlib import Path
@@ -29,13 +28,24 @@ def load_mnist(path=None) -> dict[str, np.ndarray]:  # path None: found as said 
             path = inputs.find_input("mnist_all.mat", download=False)
         except inputs.MissingInputError:
             path = inputs.locate("mnist.npz") or inputs.find_input("mnist_all.mat")
-    if Path(path).suffix == ".npz":
-        return load_keras_mnist(path)
+    data = {}
+    if Path(path).suffix == ".npz":  # Keras's: x_train (60000, 28, 28) uint8, y_train, ...
+        z = inputs.load_npz(path, f"Get a fresh copy of {Path(path).name}.")
+        for split in ("train", "test"):
+            x, y = z.get(f"x_{split}"), z.get(f"y_{split}")
+            if (x is None or y is None or x.dtype != np.uint8 or x.shape[1:] != (28, 28)
+                    or y.dtype.kind not in "iu" or y.shape != (len(x),)
+                    or not np.array_equal(np.unique(y), np.arange(N_CLASSES))):
+                raise bad_input(path, f"x_{split}, y_{split} are not uint8 (N, 28, 28) images "
+                                      "and N labels covering 0..9")
+            order = np.argsort(y, kind="stable")  # mnist_all.mat's: each digit's rows in order
+            data[f"{split}_x"] = x.reshape(len(x), N_PIXELS)[order]
+            data[f"{split}_y"] = y[order].astype(np.int64)
+        return data
     try:
         mat = scipy.io.loadmat(path)
     except Exception as err:  # ValueError, MatReadError, OSError, ... on bytes that are no .mat
         raise bad_input(path, f"not a readable MATLAB file ({err})") from err
-    data = {}
     for split in ("train", "test"):
         xs = []
         for key in (f"{split}{d}" for d in range(N_CLASSES)):
@@ -49,24 +59,6 @@ def load_mnist(path=None) -> dict[str, np.ndarray]:  # path None: found as said 
             xs.append(a.astype(np.uint8, copy=False))
         data[f"{split}_x"] = np.concatenate(xs)
         data[f"{split}_y"] = np.repeat(np.arange(N_CLASSES, dtype=np.int64), [len(x) for x in xs])
-    return data
-
-
-def load_keras_mnist(path) -> dict[str, np.ndarray]:
-    """Keras's ``mnist.npz`` (x_train (60000, 28, 28) uint8, y_train, x_test, y_test) in
-    mnist_all.mat's order: a stable sort by label keeps each digit's rows in their order."""
-    z = inputs.load_npz(path, f"Get a fresh copy of {Path(path).name}.")
-    data = {}
-    for split in ("train", "test"):
-        x, y = z.get(f"x_{split}"), z.get(f"y_{split}")
-        if (x is None or y is None or x.dtype != np.uint8 or x.shape[1:] != (28, 28)
-                or y.dtype.kind not in "iu" or y.shape != (len(x),)
-                or not np.array_equal(np.unique(y), np.arange(N_CLASSES))):
-            raise bad_input(path, f"x_{split}, y_{split} are not uint8 (N, 28, 28) images and N "
-                                  "labels covering 0..9")
-        order = np.argsort(y, kind="stable")
-        data[f"{split}_x"] = x.reshape(len(x), N_PIXELS)[order]
-        data[f"{split}_y"] = y[order].astype(np.int64)
     return data
 
 
@@ -87,12 +79,10 @@ def load_snapshot(path=None) -> dict[str, np.ndarray]:
 
 
 def to_inputs(images: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """uint8 pixels (N, 784) -> floats in 0..1 (N, 784)."""
     return np.ascontiguousarray(images, dtype=dtype) / dtype(255.0)
 
 
 def one_hot(labels: np.ndarray, n_classes: int = N_CLASSES, dtype=np.float32) -> np.ndarray:
-    """(N,) ints -> (N, n_classes) rows with a single 1."""
     return np.eye(n_classes, dtype=dtype)[labels]
 
 
@@ -102,13 +92,11 @@ class Digits:
     def __init__(self, quick: bool = False):
         self.quick = quick
 
-    @functools.cached_property
-    def all_mnist(self) -> dict[str, np.ndarray]:
-        return load_mnist()
+    all_mnist = functools.cached_property(lambda self: load_mnist())
+    snapshot = functools.cached_property(lambda self: load_snapshot())
 
     @functools.cached_property
     def mnist(self) -> dict[str, np.ndarray]:
-        """MNIST; under --quick a fixed random slice of it (the same for every seed)."""
         data, pick = dict(self.all_mnist), np.random.default_rng(1234)
         for split, n in zip(("train", "test"), QUICK_IMAGES if self.quick else ()):
             if n > len(data[f"{split}_y"]):
@@ -117,7 +105,3 @@ class Digits:
             rows = pick.choice(len(data[f"{split}_y"]), n, replace=False)
             data.update({f"{split}_{a}": data[f"{split}_{a}"][rows] for a in "xy"})
         return data
-
-    @functools.cached_property
-    def snapshot(self) -> dict[str, np.ndarray]:
-        return load_snapshot()
