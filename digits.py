@@ -208,13 +208,15 @@ def train_network(params: dict, backward, X, Y, sgd: SGDSettings, rng,
             if sgd.max_shift:  # augmentation: the whole batch moves by the same (dy, dx)
                 Xb = shift_with_zero_fill(Xb, *rng.integers(-sgd.max_shift, sgd.max_shift + 1, 2))
             grads = backward(params, Xb, Yb)
-            for k, w in params.items():
-                dw = grads[k] / B
+            for k, w in params.items():  # all in place (grads are fresh): no temporary arrays
+                dw = grads[k]
+                dw /= B  # the gradient of the mean cost
                 if sgd.weight_decay and k.startswith("W"):
                     dw += sgd.weight_decay * w
-                v = velocity[k]  # in place, as w: v = mu v - lr dw, without temporary arrays
+                dw *= lr
+                v = velocity[k]  # v = mu v - lr dw;  w += v
                 v *= sgd.momentum
-                v -= lr * dw
+                v -= dw
                 w += v
         epoch_seconds.append(time.perf_counter() - start)
         evaluate(params, (epoch + 1) * n_batches)
