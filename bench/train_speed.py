@@ -151,8 +151,10 @@ def step_by_step(arm: NumpyArm) -> dict[str, float]:
         grads.update(b0=dZ0.sum(axis=0), W1=H.T @ dO, b1=dO.sum(axis=0))
         clock.append(("gradients of W1 and the biases", time.perf_counter()))
         for k, w in p.items():  # in place, as train_network: v = mu v - lr dw; w += v
+            grads[k] /= B
+            grads[k] *= lr
             velocity[k] *= mu
-            velocity[k] -= lr * (grads[k] / B)
+            velocity[k] -= grads[k]
             w += velocity[k]
         clock.append(("momentum step (4 arrays)", time.perf_counter()))
         for (_, t0), (step, t1) in zip(clock, clock[1:]):
