@@ -9,6 +9,7 @@
   ``RestrictedUnpickler``: numpy arrays and plain containers, nothing that could run code.
 """
 import contextlib
+import functools
 import hashlib
 import os
 import pickle
@@ -67,6 +68,13 @@ def locate(name: str) -> Path | None:
 
 
 def sha256_file(path: Path | str) -> str:
+    """The file's sha256, read once per process while its size and mtime stay the same."""
+    stat = os.stat(path)
+    return _sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
