@@ -227,8 +227,7 @@ def prose_words(tex: str) -> int:
 
 
 def compile_pdf(tex_path: Path) -> tuple[str, int | None]:
-    """Compile ``tex_path`` with pdflatex in a temporary folder, then move the PDF beside it;
-    return (what happened, number of pages)."""
+    """pdflatex in a temporary folder, the PDF moved beside ``tex_path``: (what happened, pages)."""
     if shutil.which("pdflatex") is None:
         return "pdflatex not installed: wrote deepnn.tex only (see README.md)", None
     with tempfile.TemporaryDirectory(dir=tex_path.parent, prefix=".pdflatex-") as tmp:
@@ -277,8 +276,7 @@ class StepFailed(RuntimeError):
 
 
 def run_all(steps, seed: int, quick: bool, out_dir: Path | None, cwd: Path = PROJECT_DIR) -> float:
-    """Run ``python <script> <args> --seed S [--quick] [--out DIR]`` for each step in order;
-    print a line per step; raise StepFailed at the first failure. Returns the total seconds."""
+    """Run each step with ``--seed S [--quick] [--out DIR]``; StepFailed at the first failure."""
     start = time.perf_counter()
     for index, (what, argv) in enumerate(steps, 1):
         command = [sys.executable, *argv, "--seed", str(seed), *(["--quick"] if quick else []),
