@@ -173,42 +173,6 @@ def beside_default(results: dict, defaults: dict, f: dict):
     return was, unlike
 
 
-OPERATORS = {"<": (operator.lt, "$<$"), ">=": (operator.ge, r"$\geq$"), "==": (operator.eq, "=")}
-
-
-def comparison_rows(rows: dict, results: dict, f: dict, strong, was, unlike) -> list[list[str]]:
-    """The cells of the comparison table: part, quantity, reference, ours, requirement, status;
-    a trial's rows are those it ran, with the default run's numbers beside its own."""
-    table = []
-    for row in rows.values():
-        kind = "num" if row["kind"] == "count" else row["kind"]
-        write = f[kind]
-        # a pair is the reference's (analytic, numeric) derivative: show their relative difference
-        reference = " / ".join(write(abs(v[0] - v[1]) / abs(v[1]) if isinstance(v, list) else v)
-                               for v in row.get("reference", ())) or "-"
-        record = results.get(row["key"])
-        metrics = (record or {}).get("metrics", {})
-        name, op, value, source = row.get("requirement") or (None, None, None, None)
-        required = f"{OPERATORS[op][1]} {write(value)} ({source})" if op else "-"
-        status = "-"  # only for our numbers, where there is a requirement that applies to them
-        if record is None and any(map(is_trial, results.values())):
-            continue  # a part that a trial folder lacks is left out
-        if record is None or any(metrics.get(m) is None for m in row["metrics"]):
-            ours = "not run"
-        else:
-            ours = " / ".join(write(metrics[m]) for m in row["metrics"]) + was(
-                row["key"], [f"metrics.{m}" for m in row["metrics"]], kind)
-            if op and unlike(row["key"]):  # the default six's targets, not this run's
-                required, status = "-", f"no target: {unlike(row['key'])}"
-            elif op:  # met, or by how much it misses
-                miss = abs(value - metrics[name]) * (100 if row["kind"] == "pct" else 1)
-                status = "met" if OPERATORS[op][0](metrics[name], value) else strong(
-                    "not met: " + (f"{miss:.1f} points short" if row["kind"] in ("pct", "points")
-                                   else f"{write(metrics[name])} against {write(value)}"))
-        table.append([row["part"], row["quantity"], reference, ours, required, status])
-    return table
-
-
 # ==================================================================================== Rendering
 
 def environment(fmt: str, results: dict, out_dir: Path, source_dir: Path,
@@ -228,12 +192,11 @@ def environment(fmt: str, results: dict, out_dir: Path, source_dir: Path,
     was, unlike = beside_default(results, defaults, env.filters)
     env.globals.update(fmt=fmt, figno=count(1).__next__, R=results, REF=data["comparison"],
                        have=lambda *keys: all(k in results for k in keys), was=was,
-                       unlike=unlike, DROPPED=data["dropped"], pick=pick,
+                       unlike=unlike, DROPPED=data["dropped"], pick=pick, f=env.filters,
+                       trial=any(map(is_trial, results.values())),
                        actors_of=lambda r: actors_of(r, results), DEFAULT_ACTORS=[*DEFAULT_ACTORS],
                        source=lambda file, name: function_source(source_dir / file, name))
     env.globals["k"] = env.get_template("macros.j2").make_module()
-    env.globals["comparison"] = comparison_rows(data["comparison"], results, env.filters,
-                                                env.globals["k"].bold, was, unlike)
     return env
 
 
@@ -264,8 +227,7 @@ def prose_words(tex: str) -> int:
 
 
 def compile_pdf(tex_path: Path) -> tuple[str, int | None]:
-    """Compile ``tex_path`` with pdflatex in a temporary folder, then move the PDF beside it;
-    return (what happened, number of pages)."""
+    """pdflatex in a temporary folder, the PDF moved beside ``tex_path``: (what happened, pages)."""
     if shutil.which("pdflatex") is None:
         return "pdflatex not installed: wrote deepnn.tex only (see README.md)", None
     with tempfile.TemporaryDirectory(dir=tex_path.parent, prefix=".pdflatex-") as tmp:
@@ -314,8 +276,7 @@ class StepFailed(RuntimeError):
 
 
 def run_all(steps, seed: int, quick: bool, out_dir: Path | None, cwd: Path = PROJECT_DIR) -> float:
-    """Run ``python <script> <args> --seed S [--quick] [--out DIR]`` for each step in order;
-    print a line per step; raise StepFailed at the first failure. Returns the total seconds."""
+    """Run each step with ``--seed S [--quick] [--out DIR]``; StepFailed at the first failure."""
     start = time.perf_counter()
     for index, (what, argv) in enumerate(steps, 1):
         command = [sys.executable, *argv, "--seed", str(seed), *(["--quick"] if quick else []),
