@@ -9,13 +9,9 @@
   (which cells of the feature grid) its input comes from, over the actor's mean face and over
   the training faces that drive it most.
 
-Backbones (``--backbone``): ``mobilenet`` (default), Keras's ImageNet MobileNet v1 (alpha 1.0,
-``mobilenet_1_0_224_imagenet.weights.h5`` from the data search path), or ``alexnet``, the
-handout's AlexNet (myalexnet.py, ``bvlc_alexnet.npy``) at conv4. Features are cached in data/.
-
-Run after ``python get_all_imgs.py`` (the RGB faces, and the gray ones the split is made on):
+Backbones: Keras's ImageNet MobileNet v1 (default), or with ``--backbone alexnet`` the handout's
+AlexNet (myalexnet.py) at conv4. Features are cached in data/. After ``python get_all_imgs.py``:
     python deepfaces.py                         # part10 then part11; part10 | part11 | all
-    python deepfaces.py --backbone alexnet      # --seed 0 --quick --out DIR --actors "A,B,C"
     python deepfaces.py part10 --set layer_sweep=conv_pw_13_relu --set hidden_units=32
 """
 import hashlib

@@ -71,15 +71,11 @@ def accuracy(params: dict, X, y) -> float:
 # ==== Training: mini-batch steps, an evaluation every eval_every steps, early stopping ====
 
 def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
-    """Mini-batch training on rows split["train"]; every ``eval_every`` steps an evaluation.
-
-    X (N, D) float32 preprocessed (a NumPy array, or a tf.Tensor made once for many nets);
-    y (N,) labels 0..K-1; split: row arrays "train", "val",
-    "test" (and "train_eval", the rows of the training accuracy; default "train"). Cost: mean
-    cross-entropy + l2 * (sum W0^2 + sum W1^2); the history's costs are the cross-entropy alone.
-    With early stopping the returned params are those of the evaluation with the best validation
-    accuracy (ties: lower validation cost). Returns (params as NumPy arrays, history).
-    """
+    """Mini-batch training on rows split["train"] (X (N, D) float32, or a tf.Tensor made once
+    for many nets; y (N,) labels 0..K-1), an evaluation of "train_eval" (default "train"), "val"
+    and "test" every ``eval_every`` steps. Cost: mean cross-entropy + l2 * (|W0|^2 + |W1|^2); the
+    history's costs are the cross-entropy alone. With early stopping, the params of the best
+    validation accuracy (ties: lower cost). Returns (params as NumPy arrays, history)."""
     runs.seed_tensorflow(seed)
     rng = np.random.default_rng(seed)
     X, y = tf.convert_to_tensor(X, tf.float32), np.asarray(y, np.int64)
@@ -290,21 +286,15 @@ def shift_edge(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 def standardise_columns(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Each pixel (column) to mean 0, std 1 over the training ``rows``: (N, D) -> (N, D).
-
-    The background varies more than the nose; equal spreads let one learning rate and one
-    initialisation scale suit every input. Statistics come from training rows only.
-    """
+    """Each pixel (column) to mean 0, std 1 over the training ``rows`` only: the background
+    varies more than the nose; equal spreads let one learning rate and init suit every input."""
     mean, std = X[rows].mean(axis=0), X[rows].std(axis=0) + 1e-3
     return ((X - mean) / std).astype(np.float32)
 
 
 def augmented_features(images, labels, split: dict, flip: bool, shifts=()):
-    """X (N + M, D), y (N + M,) of all faces plus M mirrored/shifted copies of the training faces.
-
-    The returned split's "train" holds the original and the new training rows; "train_eval" the
-    original ones (accuracies are measured on real photos only); val and test are untouched.
-    """
+    """X (N + M, D), y (N + M,): all faces, then M mirrored/shifted copies of the training faces;
+    the split's "train" holds both, "train_eval" the real ones (accuracies are of real photos)."""
     train = split["train"]
     base = np.asarray(images, np.float32)
     extra = [base[train][:, :, ::-1]] if flip else []
@@ -473,11 +463,8 @@ def part8(run: runs.Run, settings: Part8, actors) -> dict:
 
 
 def unit_usefulness(H_act: np.ndarray, labels: np.ndarray, W1: np.ndarray, actor: int):
-    """How much each hidden unit raises ``actor``'s logit on that actor's photos.
-
-    score_j = W1[j, actor] * (mean h_j over the actor's photos - mean h_j over all photos).
-    H_act (N, H) tanh activations, labels (N,), W1 (H, K) -> (H,) scores.
-    """
+    """How much each hidden unit raises ``actor``'s logit on that actor's photos (H_act (N, H)):
+    score_j = W1[j, actor] * (mean h_j over the actor's photos - mean h_j over all photos)."""
     gap = H_act[labels == actor].mean(axis=0) - H_act.mean(axis=0)
     return W1[:, actor] * gap
 

@@ -1,9 +1,7 @@
 """FaceScrub: from the lists of URLs to verified, cropped face datasets (the input of Parts 7-11).
 
-FaceScrub ships as two tab-separated lists (``facescrub_actors.txt``, ``facescrub_actresses.txt``),
-one face per line: name, image_id, face_id, url, bbox ``x1,y1,x2,y2`` (on the raw pixels of the
-original) and the sha256 of the original file. This script turns them into the face datasets of
-one actor set (by default the six of the 2017 CSC411 Project 2):
+FaceScrub's two tab-separated lists hold one face per line: name, image_id, face_id, url, bbox
+``x1,y1,x2,y2`` (raw pixels of the original) and the original's sha256. Per actor set:
 
     list row --(cache or download)--> original --(sha256 == list's?)--> decode (no EXIF rotation)
         --> crop img[y1:y2, x1:x2] --> gray or RGB --> resize (antialiased) --> one dataset row
@@ -12,8 +10,7 @@ Each stage counts, per actor, what it lets through. Originals are looked up in `
 <dest>, data/ and each $DEEPNN_DATA folder; downloads go to <dest>'s. A file whose sha256 is not
 the list's (an error page, a re-encoded image) stays there: a re-run does not ask its host again.
 
-Run:  python get_all_imgs.py                     # the six actors of the handout, into data/
-      python get_all_imgs.py --quick             # a few rows per actor, into data/quick/
+Run:  python get_all_imgs.py    # the six actors of the handout, into data/ (--quick: data/quick/)
 """
 import contextlib
 import difflib

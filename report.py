@@ -1,14 +1,10 @@
 """Build the report, REPORT.md and deepnn.tex (and deepnn.pdf), from results/ and images/.
 
-The prose lives once in Jinja2 templates (``templates/<section>.j2``), rendered twice: with
-``fmt = "md"`` into REPORT.md and with ``fmt = "tex"`` into deepnn.tex, through the macros of
-``templates/macros.j2`` (headings, emphasis, display math, figures, tables, listings). Numbers
-come from ``results/*.json``, figures from ``images/``; the only other numbers (the reference
-report's, the requirements, the Part 7 variants we dropped) are in ``templates/reference.toml``.
-A section whose results are missing or lack what its text needs says "not run" and the command.
-A trial folder (``--quick``, ``--set``, another seed or actor set) is quoted with the default run's
-number beside each of its own, under a first-page banner of what differs; its missing parts are
-left out, and targets apply only where actors and settings are the default's.
+The prose lives once in Jinja2 templates (``templates/<section>.j2``), rendered with ``fmt``
+"md" into REPORT.md and "tex" into deepnn.tex through ``templates/macros.j2``. Numbers come from
+``results/*.json`` (the reference report's and the requirements from templates/reference.toml).
+A section whose results are missing says "not run" and the command. A trial folder is quoted
+with the default run's number beside each of its own, under a banner of what differs.
 
     python report.py                     # REPORT.md, deepnn.tex, deepnn.pdf (with pdflatex)
     python report.py --out runs/quick    # the report of a trial folder

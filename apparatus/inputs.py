@@ -71,9 +71,8 @@ def sha256_file(path: Path | str) -> str:
     """The file's sha256; a large one (weights) is read once per process while its size and
     mtime stay the same."""
     stat = os.stat(path)
-    if stat.st_size < 1 << 20:
-        return _sha256.__wrapped__(path, stat.st_size, stat.st_mtime_ns)
-    return _sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+    key = (Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+    return (_sha256 if stat.st_size >= 1 << 20 else _sha256.__wrapped__)(*key)
 
 
 @functools.cache

@@ -174,9 +174,8 @@ def git_commit() -> str | None:
                                text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    if head.returncode:
-        return None
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    mark = "-dirty" if dirty.stdout.strip() else ""
+    return None if head.returncode else head.stdout.strip() + mark
 
 
 @dataclasses.dataclass
@@ -230,11 +229,10 @@ class Run:
     def record(self, part: str | None, settings, metrics: dict, figures: list[str],
                seconds: float, timings: dict | None = None, **extra) -> Path:
         """Write ``<out>/results/<script>_<part>.json`` atomically; print where."""
-        settings = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings
         record = {"script": self.script, "part": part, "command": self.command or
                   f"python {self.script} {part or ''}".strip(), "seed": self.seed,
                   "quick": self.quick, "trial": self.trial, "overrides": self.overrides,
-                  "git_commit": git_commit(), "settings": settings,
+                  "git_commit": git_commit(), "settings": jsonable(settings),
                   "timings": {"seconds": round(float(seconds), 3), **(timings or {})},
                   "metrics": metrics, "figures": figures, **extra}
         path = results_path(self.script, part, self.out)
@@ -246,10 +244,9 @@ class Run:
 def read_results_like(run: Run, script: str, part: str | None, **same) -> dict | None:
     """Another part's record in this run's folder if it was made with this run's seed and
     ``--quick`` and records the same ``same`` values (``actors=[...]``); else None."""
-    record = read_results(script, part, run.out)
-    if record is None or (record.get("seed"), record.get("quick")) != (run.seed, run.quick):
-        return None
-    return record if all(record.get(k) == jsonable(v) for k, v in same.items()) else None
+    record = read_results(script, part, run.out) or {}
+    same = {"seed": run.seed, "quick": run.quick, **same}
+    return record if record and all(record.get(k) == jsonable(v) for k, v in same.items()) else None
 
 
 def results_path(script: str, part: str | None, out: Path | str = PROJECT_DIR) -> Path:
@@ -334,11 +331,11 @@ def parser(doc: str, parts: dict, settings: dict | None = None) -> argparse.Argu
 
 @dataclasses.dataclass(frozen=True)
 class Part:
-    """One row of a script's table of parts (see :func:`run_parts`)."""
+    """One row of a script's table of parts (see :func:`run_parts`); ``check(settings, run,
+    *context)`` raises a UserError, before any part runs, for a value the data cannot serve."""
     work: object                     # work(run, settings, *context) -> {"metrics", "figures", ...}
     settings: type | None = None     # its settings dataclass
-    check: object = None             # check(settings, run, *context): UserError if the data cannot
-    #                                  serve a value (n_val of 60,000 images), before any part runs
+    check: object = None
 
 
 def settings_class(entry):
@@ -347,12 +344,9 @@ def settings_class(entry):
 
 def start(script: str, args, parts: dict, tags: tuple = (), context: tuple = ()
           ) -> tuple[Run, list[str]]:
-    """Check the parsed options before any work; return the Run and the parts to run.
-
-    ``parts`` maps each part name to a :class:`Part` (or just its settings dataclass, or None):
-    every ``--set`` name must be a field of one of the parts that will run, and every part's
-    settings are made and checked (types, ranges, the part's ``check`` with ``context``) now.
-    """
+    """The Run and the parts to run, after every check: each ``--set`` name a field of a part
+    that will run (``parts``: name -> :class:`Part`, or a settings class), every part's settings
+    made and checked (types, ranges, then the part's ``check`` with ``context``)."""
     names = list(parts) if getattr(args, "part", "all") == "all" else [args.part]
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: use a seed of 0 or more")
