@@ -394,7 +394,7 @@ def part7(run: runs.Run, settings: Part7, actors) -> dict:
                **{f"validation_accuracy_h{h}": nets[h]["val"] for h in sweep}}
     return {"metrics": metrics, "figures": figures, "actors": list(data["actors"]),
             "timings": {f"train_h{h}_seconds": round(nets[h]["seconds"], 2) for h in sweep},
-            "split": {k: len(v) for k, v in split.items()}}
+            "split": {k: len(v) for k, v in split.items()}, "n_inputs": X.shape[1]}
 
 
 def part8(run: runs.Run, settings: Part8, actors) -> dict:
