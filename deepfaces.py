@@ -371,7 +371,7 @@ PARTS = {"part10": runs.Part(part10, Part10), "part11": runs.Part(part11, Part11
 
 
 def main(argv=None) -> dict:
-    p = runs.parser(__doc__, {name: part.settings for name, part in PARTS.items()})
+    p = runs.parser(__doc__, PARTS)
     p.add_argument("--backbone", choices=("mobilenet", "alexnet"), default="mobilenet",
                    help="the pretrained network (default mobilenet)")
     facedata.add_actors_option(p)

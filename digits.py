@@ -610,7 +610,7 @@ PARTS = {"part1": runs.Part(part1), "part2": runs.Part(part2),
 
 
 def main(argv=None) -> dict:
-    args = runs.parser(__doc__, {n: part.settings for n, part in PARTS.items()}).parse_args(argv)
+    args = runs.parser(__doc__, PARTS).parse_args(argv)
     data = Digits(args.quick)  # each input read once, by the first check or part that needs it
     run, names = runs.start("digits.py", args, PARTS, context=(data,))
     return runs.run_parts(run, PARTS, names, data)

@@ -531,7 +531,7 @@ PARTS = {"part7": runs.Part(part7, Part7), "part8": runs.Part(part8, Part8),
 
 
 def main(argv=None) -> dict:
-    p = runs.parser(__doc__, {name: part.settings for name, part in PARTS.items()})
+    p = runs.parser(__doc__, PARTS)
     facedata.add_actors_option(p)
     args = p.parse_args(argv)
     run, names = runs.start("faces.py", args, PARTS, tags=facedata.actors_tags(args.actors),

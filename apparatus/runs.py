@@ -304,11 +304,12 @@ def describe(settings, prefix: str = ""):
 
 def parser(doc: str, parts: dict, settings: dict | None = None) -> argparse.ArgumentParser:
     """argparse with ``part`` (one of ``parts`` or ``all``), --seed, --quick, --set and --out;
-    the help ends with the settings (``settings``, else each part's), defaults and ranges."""
+    the help ends with the settings (``settings``, else each :class:`Part`'s), defaults, ranges."""
+    classes = {n: settings_class(c) for n, c in (settings or parts).items() if settings_class(c)}
     epilog = "\n".join(textwrap.fill(  # lines break between settings, never inside one
         f"{name}: " + ", ".join(item.replace(" ", "\0") for item in describe(cls())), width=100,
         subsequent_indent="    ", break_on_hyphens=False).replace("\0", " ")
-        for name, cls in (settings or parts).items() if cls is not None)
+        for name, cls in classes.items())
     p = argparse.ArgumentParser(
         description=doc.strip().split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -331,11 +332,10 @@ def parser(doc: str, parts: dict, settings: dict | None = None) -> argparse.Argu
 
 @dataclasses.dataclass(frozen=True)
 class Part:
-    """One row of a script's table of parts (see :func:`run_parts`); ``check(settings, run,
-    *context)`` raises a UserError, before any part runs, for a value the data cannot serve."""
+    """One row of a script's table of parts, run by :func:`run_parts`, checked by :func:`start`."""
     work: object                     # work(run, settings, *context) -> {"metrics", "figures", ...}
     settings: type | None = None     # its settings dataclass
-    check: object = None
+    check: object = None             # check(settings, run, *context): UserError before any part
 
 
 def settings_class(entry):
