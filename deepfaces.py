@@ -58,7 +58,7 @@ class Part10(TrainSettings):
     eval_every: int = 25
     patience: int | None = 30  # 750 iterations without a better validation: stop
     QUICK: ClassVar[dict] = dict(subset=(8, 4), hidden_units=16, iterations=40, eval_every=10,
-                                 patience=None)
+                                 train_eval_every=10, patience=None)
 
     def __post_init__(self):
         if self.subset and not (len(self.subset) == 2 and all(
@@ -199,13 +199,19 @@ def prepare(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> d
                           actors)}
 
 
+def scaled(features, rms: float) -> np.ndarray:
+    """(N, h, w, c) features -> X (N, h*w*c) float32 divided by Part 10's RMS."""
+    X = features.reshape(len(features), -1).astype(np.float32)
+    return np.divide(X, np.float32(rms), out=X)
+
+
 def train_on_layer(features, labels, split: dict, settings: TrainSettings, seed: int) -> dict:
     """faces.py's trainer on one layer's features, flattened and divided by their RMS over the
     training rows (one scalar: a per-feature standardisation would blow up the rarely active
     features of sparse ReLU maps); accuracies on the real faces of each split."""
-    X = features.reshape(len(features), -1).astype(np.float32)
-    rms = float(np.sqrt(np.mean(X[split["train"]] ** 2))) or 1.0
-    X = X / rms
+    squares = features[split["train"]].reshape(len(split["train"]), -1).astype(np.float32)
+    rms = float(np.sqrt(np.mean(np.square(squares, out=squares)))) or 1.0
+    X = scaled(features, rms)
     params, history = train_net(X, labels, split, settings, seed)
     acc = {name: accuracy(params, X[split[key]], labels[split[key]])
            for name, key in (("train", "train_eval"), ("val", "val"), ("test", "test"))}
@@ -298,7 +304,7 @@ def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
                         for k, v in json.loads(str(head["settings"])).items()})
     prep = prepare(run, actors, backbone, trained, [layer])
     labels, split, features = prep["labels"], prep["split"], prep["features"][layer]
-    X = features.reshape(len(features), -1).astype(np.float32) / float(head["rms"])  # as Part 10
+    X = scaled(features, float(head["rms"]))  # as Part 10
     train, grid = split["train_eval"], features.shape[1:]
     H_act = hidden(head, X[train]).numpy()
     pre = X[train] @ W0 + b0  # pre-activations: unlike tanh they do not saturate, so they rank

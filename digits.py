@@ -210,10 +210,9 @@ def train_network(params: dict, backward, X, Y, sgd: SGDSettings, rng,
             grads = backward(params, Xb, Yb)
             for k, w in params.items():  # all in place (grads are fresh): no temporary arrays
                 dw = grads[k]
-                dw /= B  # the gradient of the mean cost
                 if sgd.weight_decay and k.startswith("W"):
-                    dw += sgd.weight_decay * w
-                dw *= lr
+                    dw += (sgd.weight_decay * B) * w
+                dw *= lr / B  # lr times the gradient of the mean cost (dw / B)
                 v = velocity[k]  # v = mu v - lr dw;  w += v
                 v *= sgd.momentum
                 v -= dw

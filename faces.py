@@ -72,10 +72,11 @@ def accuracy(params: dict, X, y) -> float:
 
 def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
     """Mini-batch training on rows split["train"] (X (N, D) float32, or a tf.Tensor made once
-    for many nets; y (N,) labels 0..K-1), an evaluation of "train_eval" (default "train"), "val"
-    and "test" every ``eval_every`` steps. Cost: mean cross-entropy + l2 * (|W0|^2 + |W1|^2); the
-    history's costs are the cross-entropy alone. With early stopping, the params of the best
-    validation accuracy (ties: lower cost). Returns (params as NumPy arrays, history)."""
+    for many nets; y (N,) labels 0..K-1), an evaluation of "val" and "test" every ``eval_every``
+    steps, of "train_eval" (default "train") every ``train_eval_every``. Cost: mean cross-entropy
+    + l2 * (|W0|^2 + |W1|^2); the history's costs are the cross-entropy alone. With early
+    stopping, the params of the best validation accuracy (ties: lower cost). Returns (params as
+    NumPy arrays, history)."""
     runs.seed_tensorflow(seed)
     rng = np.random.default_rng(seed)
     X, y = tf.convert_to_tensor(X, tf.float32), np.asarray(y, np.int64)
@@ -95,8 +96,10 @@ def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
         net.train_steps(*data, tf.constant([next(batches) for _ in range(done, it)]), l2,
                         settings.input_noise, settings.dropout)
         history["iteration"].append(it)
-        for name in ("train", "val", "test"):
-            acc, cost = net.evaluate(*data, eval_rows[name]) if name in eval_rows else (
+        for name in ("train", "val", "test"):  # the training rows (curves only): less often
+            due = (name != "train" or it % settings.train_eval_every == 0
+                   or it == settings.iterations)
+            acc, cost = net.evaluate(*data, eval_rows[name]) if name in eval_rows and due else (
                 np.nan, np.nan)
             history[f"{name}_accuracy"].append(float(acc))
             history[f"{name}_cost"].append(float(cost))
@@ -198,7 +201,8 @@ class TrainSettings:
     learning_rate: float = setting(5e-4, gt=0)  # Adam's step: smooth curves at this batch size
     batch_size: int = setting(64, ge=0)  # photos per step (0: all training photos in every step)
     iterations: int = setting(1200, ge=1)  # at most: early stopping usually ends the run sooner
-    eval_every: int = setting(25, ge=1)  # full-batch evaluation of training/val/test every k steps
+    eval_every: int = setting(25, ge=1)  # full-batch evaluation of validation and test every k
+    train_eval_every: int = setting(100, ge=1)  # ... of the training rows (curves only) every k
     init: str = setting("glorot", choices=("glorot", "normal"))  # std init_scale*sqrt(2/(in+out))
     init_scale: float = setting(0.5, gt=0)  # half Glorot: tanh starts unsaturated on 3600 inputs
     optimizer: str = setting("adam", choices=("adam", "sgd"))  # "adam" | "sgd" (with momentum)
@@ -217,7 +221,7 @@ class Part7(TrainSettings):
     shifts: tuple = ((-2, -2), (-2, 0), (-2, 2), (0, -2), (0, 2), (2, -2), (2, 0), (2, 2))
     n_seeds: int = setting(5, ge=2)  # training seeds for mean and spread (same split, test set)
     QUICK: ClassVar[dict] = dict(hidden_sweep=(16, 32), iterations=60, eval_every=10,
-                                 patience=4, shifts=(), n_seeds=2)
+                                 train_eval_every=10, patience=4, shifts=(), n_seeds=2)
     SWEPT: ClassVar[dict] = {"hidden_units": "hidden_sweep"}  # trainer field -> this part's sweep
 
     def __post_init__(self):  # each shift a (dy, dx) pair of whole pixels
@@ -257,9 +261,10 @@ class Part9(TrainSettings):
     l2: float = 1e-2  # 100x Part 7's decay, for 1500 steps without early stopping:
     iterations: int = 1500  # decay wipes out what is left of the random init, so the
     early_stopping: bool = False  # weight images show face parts instead of pixel noise
+    eval_every: int = 1500  # only the final network counts
     patience: int | None = None
     flip: bool = False  # keep left/right information in the weights we look at
-    QUICK: ClassVar[dict] = dict(hidden_units=32, iterations=60, eval_every=10)
+    QUICK: ClassVar[dict] = dict(hidden_units=32, iterations=60, eval_every=60)
 
 
 def train_settings(settings, **changes) -> TrainSettings:
@@ -316,7 +321,8 @@ def plot_learning_curves(history: dict, title: str):
     for ax, key, ylabel in zip(axes, ("accuracy", "cost"), ("accuracy", "mean cross-entropy")):
         for name, style, label in (("train", "-", "training"), ("val", "--", "validation"),
                                    ("test", ":", "test")):
-            ax.plot(history["iteration"], history[f"{name}_{key}"], style, label=label)
+            it, values = np.array(history["iteration"]), np.array(history[f"{name}_{key}"])
+            ax.plot(it[np.isfinite(values)], values[np.isfinite(values)], style, label=label)
         ax.axvline(history["best_iteration"], color="gray", lw=0.8, label="chosen on validation")
         ax.set(xlabel="iteration (mini-batch steps)", ylabel=ylabel)
         ax.grid(alpha=0.3)

@@ -63,6 +63,7 @@ SECTIONS = (
 # --run-all: (what, script and arguments)
 STEPS = (("digits (Parts 1-6)", ["digits.py", "all"]), ("face datasets", ["get_all_imgs.py"]),
          ("faces (Parts 7-9)", ["faces.py", "all"]), ("deepfaces (Parts 10-11)", ["deepfaces.py"]))
+IN_PROCESS = ("faces.py", "deepfaces.py")  # run here, one after the other: one TensorFlow import
 BENCH_STEPS = (("benchmark: training speed", ["bench/train_speed.py"]),
                ("benchmark: feature extraction", ["bench/features_speed.py"]))
 
@@ -280,7 +281,8 @@ def run_all(steps, seed: int, quick: bool, out_dir: Path | None, cwd: Path = PRO
         shown = " ".join(["python", *command[1:]])
         print(f"[{index}/{len(steps)}] {what}: {shown}", flush=True)
         step_start = time.perf_counter()
-        code = subprocess.run(command, cwd=cwd).returncode
+        code = (run_here(argv[0], command[2:]) if argv[0] in IN_PROCESS and cwd == PROJECT_DIR
+                else subprocess.run(command, cwd=cwd).returncode)
         seconds = time.perf_counter() - step_start
         if code != 0:
             raise StepFailed(f"step {index}/{len(steps)} ({what}) failed with exit code {code} "
@@ -290,6 +292,20 @@ def run_all(steps, seed: int, quick: bool, out_dir: Path | None, cwd: Path = PRO
     total = time.perf_counter() - start
     print(f"all {len(steps)} steps done in {total:.1f} s ({total / 60:.1f} min)", flush=True)
     return total
+
+
+def run_here(script: str, argv) -> int:
+    """A script's main in this process (its exit code): importing TensorFlow takes seconds."""
+    import importlib
+    import traceback
+    try:
+        runs.main_guard(lambda: importlib.import_module(Path(script).stem).main(argv))
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    except Exception:  # a bug: its traceback, and the step fails as a process would
+        traceback.print_exc()
+        return 1
+    return 0
 
 
 def main(argv=None) -> int:

@@ -151,8 +151,7 @@ def step_by_step(arm: NumpyArm) -> dict[str, float]:
         grads.update(b0=dZ0.sum(axis=0), W1=H.T @ dO, b1=dO.sum(axis=0))
         clock.append(("gradients of W1 and the biases", time.perf_counter()))
         for k, w in p.items():  # in place, as train_network: v = mu v - lr dw; w += v
-            grads[k] /= B
-            grads[k] *= lr
+            grads[k] *= lr / B
             velocity[k] *= mu
             velocity[k] -= grads[k]
             w += velocity[k]

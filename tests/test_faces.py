@@ -29,8 +29,8 @@ def blobs(n_per_class=50, K=3, D=20, seed=0):
     return X, y, split
 
 
-SMALL = faces.TrainSettings(hidden_units=16, iterations=120, eval_every=20, batch_size=16,
-                            learning_rate=0.01, patience=None)
+SMALL = faces.TrainSettings(hidden_units=16, iterations=120, eval_every=20, train_eval_every=20,
+                            batch_size=16, learning_rate=0.01, patience=None)
 
 
 def synthetic_faces(n_per_actor=56, side=60, seed=0, n_dup_groups=4):
@@ -89,6 +89,16 @@ def test_training_lowers_the_cost_and_beats_chance():
     # three separated clusters: chance is 1/3; they are learnt to > 0.85 within 120 steps
     assert faces.accuracy(params, X[split["test"]], y[split["test"]]) > 0.85
     assert [params[k].shape for k in ("W0", "b0", "W1", "b1")] == [(20, 16), (16,), (16, 3), (3,)]
+
+
+def test_the_training_rows_are_evaluated_every_train_eval_every_steps():
+    X, y, split = blobs()
+    settings = dataclasses.replace(SMALL, train_eval_every=50)
+    _, history = faces.train_net(X, y, split, settings, seed=0)
+    assert history["iteration"] == [20, 40, 60, 80, 100, 120]
+    assert np.isfinite(history["val_accuracy"]).all()
+    # at the multiples of 50 that are evaluation points, and at the last step
+    assert [np.isfinite(c) for c in history["train_cost"]] == [False] * 4 + [True] * 2
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers():
