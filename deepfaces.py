@@ -158,7 +158,7 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
         start, step = time.perf_counter(), settings.extract_batch
         batches = [[a.numpy().astype(np.float16) for a in extract(images[i:i + step])]
                    for i in tqdm(range(0, len(images), step), f"{backbone} features",
-                                 unit="batch", leave=False)]
+                                 unit="batch", leave=False, disable=None)]
         extracted, speeds = len(images), [len(images) / (time.perf_counter() - start)]
         for n, rows, (path, key) in zip(layers, zip(*batches), caches.values()):
             found[n] = np.concatenate(rows)
@@ -292,7 +292,7 @@ def overlay(ax, image, heat, title: str) -> None:
     ax.imshow(image)
     ax.imshow(heat, cmap="RdBu_r", alpha=0.6, extent=(0, image.shape[1], image.shape[0], 0),
               interpolation="bilinear", vmin=-lim, vmax=lim)
-    ax.set_title(title, fontsize=7)
+    ax.set_title(title, fontsize=8, pad=2)
     ax.set(xticks=[], yticks=[])
 
 
@@ -310,8 +310,9 @@ def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
     pre = X[train] @ W0 + b0  # pre-activations: unlike tanh they do not saturate, so they rank
 
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(actors), 1 + settings.n_top, squeeze=False,
-                             figsize=(1.9 * (1 + settings.n_top), 2.15 * len(actors)))
+    fig, axes = plt.subplots(len(actors), 1 + settings.n_top, squeeze=False,  # ~7 pt printed
+                             figsize=(1.2 * (1 + settings.n_top), 1.35 * len(actors) + 0.5),
+                             layout="constrained")
     # FaceScrub holds some photos twice (the split's near-duplicate groups): show a photo once
     group_of = {fid: g for g, members in enumerate(prep["groups"]) for fid in members}
     units, same_actor, centre_share = {}, [], []
@@ -325,7 +326,7 @@ def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
         mean_map = contribution_map(X[own].mean(axis=0), W0[:, u] * sign, grid)
         centre_share.append(float(np.abs(mean_map)[centre].sum() / np.abs(mean_map).sum()))
         overlay(axes[a, 0], prep["images"][own].mean(axis=0) / 255.0, mean_map,
-                f"{actor}: unit {u}\nmean input map, own faces")
+                f"{actor.split()[-1]}: unit {u}")
         drive = pre[:, u] * sign
         top = np.argsort(drive)[::-1]
         same_actor.append(float(np.mean(labels[train][top[:settings.n_top_score]] == a)))
@@ -334,13 +335,10 @@ def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
         for col, t in enumerate(shown, start=1):  # each photo's first copy in the ranking
             r = train[t]
             overlay(axes[a, col], prep["images"][r], contribution_map(X[r], W0[:, u] * sign, grid),
-                    f"#{col}: {actors[labels[r]].split()[-1]}\ninput {drive[t]:+.1f}")
-    fig.suptitle(f"Part 11: hidden units on {backbone} {layer} {grid}. Per actor the unit that "
-                 "most raises their output; colour: where on the face its input comes from (sum "
-                 "over channels of feature x weight; red raises it). Column 1: the mean over the "
-                 "actor's training faces; then the training photos that drive it most",
-                 fontsize=8, wrap=True)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+                    f"{actors[labels[r]].split()[-1]} {drive[t]:+.1f}")
+    fig.suptitle(f"Part 11: per actor, the unit on {layer} {grid} that most raises the actor's "
+                 "output. Colour: where its input comes from (red raises it); column 1 over the "
+                 "actor's mean face, then the photos that drive it most", fontsize=8, wrap=True)
     figures = [run.figure(fig, "deepfaces_part11_units")]
 
     # every unit: its mean input map over all training faces, signed towards its favourite actor

@@ -321,7 +321,7 @@ def plot_digit_grid(images):
 
 
 def plot_curves(curves: dict, title: str):
-    fig, (ax_c, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_c, ax_a) = plt.subplots(1, 2, figsize=(8.5, 3.4))
     for split, style in (("train", "-"), ("val", "--"), ("test", ":")):
         ax_c.plot(curves["iteration"], curves[f"{split}_cost"], style, label=split)
         ax_a.plot(curves["iteration"], np.multiply(curves[f"{split}_accuracy"], 100), style,
@@ -335,10 +335,10 @@ def plot_curves(curves: dict, title: str):
     return fig
 
 
-def plot_weight_images(W, titles, title, ncols=5):
+def plot_weight_images(W, titles, title, ncols=10):
     """Columns of W (784, k) as 28x28 images, a diverging colour map centred on zero."""
     nrows = math.ceil(W.shape[1] / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.6, nrows * 2.0 + 0.5), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.0, nrows * 1.25 + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for j, ax in zip(range(W.shape[1]), axes.flat):
@@ -352,7 +352,7 @@ def plot_weight_images(W, titles, title, ncols=5):
 
 
 def plot_sweeps(s: Part5, noise: dict, outliers: dict):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.6))
     for ax, xs, sweep, xlabel, title in (
             (axes[0], s.noise_scales, noise, "Gaussian pixel-noise std (pixels in 0..1)",
              f"MNIST: {s.per_digit} noisy training images per digit, clean test set"),
@@ -363,7 +363,7 @@ def plot_sweeps(s: Part5, noise: dict, outliers: dict):
             a = np.array(sweep[model]) * 100
             ax.errorbar(xs, a.mean(1), yerr=a.std(1), fmt=style, capsize=3, label=name)
             ax.fill_between(xs, a.min(1), a.max(1), alpha=0.15)
-        ax.set_xlabel(xlabel), ax.set_ylabel("test accuracy (%)"), ax.set_title(title)
+        ax.set_xlabel(xlabel), ax.set_ylabel("test accuracy (%)"), ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3), ax.legend(fontsize=8)
     fig.suptitle(f"Mean +- std (bars) and min-max (band) over {s.n_seeds} seeds")
     fig.tight_layout()
@@ -508,9 +508,9 @@ def part4(run: runs.Run, s: Part4, data: Digits) -> dict:
     figures.append(run.figure(plot_weight_images(W, [f"digit {d}" for d in range(N_CLASSES)],
                    "Softmax network: weights into each output"), "digits_part4_softmax_weights"))
     figures.append(run.figure(plot_weight_images(W0[:, shown], [
-        f"unit {u}\n-> {W1[u].argmax()}" for u in shown], f"Tanh network: input weights of the "
-        f"{len(shown)} hidden units with the largest outgoing weights (-> the output each excites "
-        "most)"), "digits_part4_tanh_hidden"))
+        f"{u} -> {W1[u].argmax()}" for u in shown], f"Tanh network: input weights of the "
+        f"{len(shown)} hidden units with the largest outgoing weights (above each: unit -> the "
+        "output it excites most)"), "digits_part4_tanh_hidden"))
     return {"settings": {**asdict(s), "n_fit": len(fit), "n_test": len(mnist["test_y"]),
                          "train_curve_subset": len(sub)},
             "metrics": metrics, "figures": figures, "timings": timings, "curves": curves}

@@ -317,7 +317,7 @@ def augmented_features(images, labels, split: dict, flip: bool, shifts=()):
 def plot_learning_curves(history: dict, title: str):
     """Accuracy and cost against iterations for training, validation and test, one figure."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.4))
     for ax, key, ylabel in zip(axes, ("accuracy", "cost"), ("accuracy", "mean cross-entropy")):
         for name, style, label in (("train", "-", "training"), ("val", "--", "validation"),
                                    ("test", ":", "test")):
@@ -326,8 +326,8 @@ def plot_learning_curves(history: dict, title: str):
         ax.axvline(history["best_iteration"], color="gray", lw=0.8, label="chosen on validation")
         ax.set(xlabel="iteration (mini-batch steps)", ylabel=ylabel)
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
+        ax.legend(fontsize=9)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -493,7 +493,7 @@ def part9(run: runs.Run, settings: Part9, actors) -> dict:
 
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(len(settings.actors), n_units + 1, layout="constrained",
-                             figsize=(2.1 * (n_units + 1) + 0.6, 2.6 * len(settings.actors)))
+                             figsize=(1.3 * (n_units + 1) + 0.5, 1.6 * len(settings.actors) + 0.4))
     chosen_units = {}
     for row, actor in enumerate(settings.actors):
         a = names.index(actor)
@@ -503,19 +503,19 @@ def part9(run: runs.Run, settings: Part9, actors) -> dict:
         print(f"  {actor}: units {units.tolist()}, scores " +
               " ".join(f"{v:.3f}" for v in scores[units]))
         axes[row, 0].imshow(data["images"][train][y[train] == a].mean(axis=0), cmap="gray")
-        axes[row, 0].set_title(f"{actor}\nmean training face", fontsize=8)
+        axes[row, 0].set_title(f"{actor}\nmean training face", fontsize=9)
         # tanh(h) feeds the logit with weight W1[u, a]: W0 drawn with that sign, so that red
         # pixels push the photo towards this actor. One symmetric colour limit per row.
         images = [W0[:, u].reshape(SIZE) * np.sign(W1[u, a]) for u in units]
         lim = max(np.abs(w).max() for w in images)
         for col, (u, w) in enumerate(zip(units, images), start=1):
             im = axes[row, col].imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim)
-            axes[row, col].set_title(f"unit {u}\nscore {scores[u]:.2f}", fontsize=8)
+            axes[row, col].set_title(f"unit {u}\nscore {scores[u]:.2f}", fontsize=9)
         fig.colorbar(im, ax=list(axes[row, 1:]), fraction=0.02, pad=0.01)
     for ax in axes.ravel():
         ax.set(xticks=[], yticks=[])
     fig.suptitle("Part 9: incoming weights of the most useful hidden units, on the per-image "
-                 "standardised pixels (red: pushes towards the actor; symmetric limits per row)",
+                 "standardised pixels\n(red: pushes towards the actor; symmetric limits per row)",
                  fontsize=9)
     figures = [run.figure(fig, "faces_part9_units")]
     metrics = {"test_accuracy": test_acc, "hidden_units": settings.hidden_units,
