@@ -216,7 +216,7 @@ def prose_words(tex: str) -> int:
     """Words of running text in deepnn.tex: outside tables, figures and their captions,
     listings, math and provenance lines."""
     body = tex.partition(r"\begin{document}")[2]
-    body = re.sub(r"\\begin\{(center|lstlisting|align\*)\}.*?\\end\{\1\}", " ", body, flags=re.S)
+    body = re.sub(r"\\begin\{(center|figure|lstlisting|align\*)\}.*?\\end\{\1\}", " ", body, flags=re.S)
     body = re.sub(r"\\provenance\{.*\}$", " ", body, flags=re.M)
     body = re.sub(r"\$[^$]*\$", " ", body)
     body = re.sub(r"\\[A-Za-z]+\*?", " ", body)
