@@ -312,11 +312,11 @@ def plot_digit_grid(images):
     mosaic = np.zeros((N_CLASSES * side - 2, 10 * side - 2))  # 0: white in gray_r
     for (d, j), img in zip(np.ndindex(N_CLASSES, 10), images):
         mosaic[d * side:d * side + 28, j * side:j * side + 28] = img.reshape(28, 28)
-    fig, ax = plt.subplots(figsize=(7, 7.4))
+    fig, ax = plt.subplots(figsize=(4.2, 4.6))  # drawn at the size it prints: ~6 pt labels
     ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks(np.arange(N_CLASSES) * side + 14, [str(d) for d in range(N_CLASSES)])
     ax.set_xticks([]), ax.set_ylabel("digit (label)")
-    ax.set_title("MNIST (mnist_all.mat): ten random training images of each digit")
+    ax.set_title("MNIST (mnist_all.mat): ten random\ntraining images of each digit", fontsize=10)
     return fig
 
 
@@ -371,7 +371,7 @@ def plot_sweeps(s: Part5, noise: dict, outliers: dict):
 
 
 def plot_boundaries(s: Part5, X, y, W_lin, W_log):
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
     ax.scatter(*X[y == 0].T, s=10, c="tab:blue", label="class 0")
     ax.scatter(*X[y == 1].T, s=10, c="tab:red", label="class 1")
     xs = np.linspace(X[:, 0].min() - 1, X[:, 0].max() + 1, 200)
@@ -380,13 +380,13 @@ def plot_boundaries(s: Part5, X, y, W_lin, W_log):
         ax.plot(xs, -(w[0] * xs + c) / w[1], style, label=f"{name} boundary")
     ax.set_ylim(X[:, 1].min() - 1, X[:, 1].max() + 1)
     ax.set_xlabel("x1"), ax.set_ylabel("x2"), ax.legend(fontsize=8), ax.grid(alpha=0.3)
-    ax.set_title(f"{s.n_outliers} correctly labelled class-1 points far from the boundary "
+    ax.set_title(f"{s.n_outliers} correctly labelled class-1 points far\nfrom the boundary "
                  f"(distance {s.outlier_report:g})", fontsize=10)
     return fig
 
 
 def plot_speedups(rows: list[dict]):
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = plt.subplots(figsize=(4.6, 3.8))
     for N in sorted({r["N"] for r in rows}):
         pts = [r for r in rows if r["N"] == N]
         ax.plot([r["predicted_speedup"] for r in pts], [r["measured_speedup"] for r in pts], "o-",
