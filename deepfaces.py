@@ -261,13 +261,19 @@ def part10(run: runs.Run, settings: Part10, actors, backbone: str) -> dict:
             "feature_rms": best["rms"], "split": {k: len(v) for k, v in split.items()}}
 
 
-def read_head(settings, run: runs.Run, actors, backbone: str, part10_first=False) -> dict:
-    """Part 10's HEAD_FILE of this run's seed, --quick, actors and backbone (checked before any
-    part runs unless part10 runs first); else a UserError with the command that makes it."""
+def check_head(settings, run: runs.Run, actors, backbone: str) -> None:
+    """Before any part runs: Part 10's HEAD_FILE is there, unless part10 runs first and makes it."""
+    if "part10" not in run.parts:
+        read_head(settings, run, actors, backbone)
+
+
+def read_head(settings, run: runs.Run, actors, backbone: str) -> dict:
+    """Part 10's HEAD_FILE of this run's seed, --quick, actors and backbone; else a UserError
+    with the command that makes it."""
     path = run.out / "results" / HEAD_FILE
-    head = inputs.load_npz(path) if path.exists() and not part10_first else {}
+    head = inputs.load_npz(path) if path.exists() else {}
     made = [head.get(k, np.array(None)).tolist() for k in ("seed", "quick", "actors", "backbone")]
-    if part10_first or made == [run.seed, run.quick, list(actors), backbone]:
+    if made == [run.seed, run.quick, list(actors), backbone]:
         return head
     options = {"--quick": run.quick, f"--seed {run.seed}": run.seed != runs.DEFAULT_SEED,
                f"--backbone {backbone}": backbone != "mobilenet",
@@ -371,7 +377,7 @@ def part11(run: runs.Run, settings: Part11, actors, backbone: str) -> dict:
 
 # ==== Command line ========================================================================
 
-PARTS = {"part10": runs.Part(part10, Part10), "part11": runs.Part(part11, Part11, read_head)}
+PARTS = {"part10": runs.Part(part10, Part10), "part11": runs.Part(part11, Part11, check_head)}
 
 
 def main(argv=None) -> dict:
@@ -383,7 +389,7 @@ def main(argv=None) -> dict:
     tags = facedata.actors_tags(args.actors) + (
         () if args.backbone == "mobilenet" else (f"backbone-{args.backbone}",))
     run, names = runs.start("deepfaces.py", args, PARTS, tags=tags,
-                            context=(args.actors, args.backbone, args.part == "all"))
+                            context=(args.actors, args.backbone))
     return runs.run_parts(run, PARTS, names, args.actors, args.backbone)
 
 

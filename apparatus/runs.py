@@ -188,6 +188,7 @@ class Run:
     tags: tuple = ()                 # other non-default options (e.g. the actor set)
     out: Path | None = None          # None: the project for a default run, else runs/<tag>/
     command: str = ""
+    parts: tuple = ()                # the parts this run does, in order (their checks may ask)
 
     def __post_init__(self):
         self.out = Path(self.out or (RUNS_DIR / self.tag if self.trial else PROJECT_DIR))
@@ -358,7 +359,7 @@ def start(script: str, args, parts: dict, tags: tuple = (), context: tuple = ()
         raise UserError(f"--set {', '.join(unknown)}: no such setting in {', '.join(names)}. "
                         f"Settings: {', '.join(sorted(fields)) or 'none'}")
     run = Run(script, args.seed, args.quick, overrides, tags, args.out,
-              command=" ".join(["python", script] + sys.argv[1:]))
+              command=" ".join(["python", script] + sys.argv[1:]), parts=tuple(names))
     made = {n: make_settings(cls, args.quick, overrides, n) for n, cls in classes.items()}
     for name, settings in made.items():  # a bad value stops now, not after earlier parts ran
         if getattr(parts[name], "check", None):
