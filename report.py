@@ -295,9 +295,11 @@ def run_all(steps, seed: int, quick: bool, out_dir: Path | None, cwd: Path = PRO
 
 
 def run_here(script: str, argv) -> int:
-    """A script's main in this process (its exit code): importing TensorFlow takes seconds."""
+    """A script's main in this process (its exit code): importing TensorFlow takes seconds.
+    sys.argv is the script's meanwhile, as its results record the command line."""
     import importlib
     import traceback
+    saved, sys.argv = sys.argv, [script, *argv]
     try:
         runs.main_guard(lambda: importlib.import_module(Path(script).stem).main(argv))
     except SystemExit as stop:
@@ -305,6 +307,8 @@ def run_here(script: str, argv) -> int:
     except Exception:  # a bug: its traceback, and the step fails as a process would
         traceback.print_exc()
         return 1
+    finally:
+        sys.argv = saved
     return 0
 
 

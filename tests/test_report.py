@@ -231,14 +231,18 @@ def test_the_text_says_what_the_results_hold(out):
 def test_run_here_gives_a_scripts_exit_code_as_a_process_would(tmp_path, monkeypatch, capsys):
     """--run-all runs the TensorFlow scripts in its own process: their exit codes must be those
     the script would give on its own (0, 2 for a UserError, 1 for a bug, with its traceback)."""
-    (tmp_path / "fine_script.py").write_text("def main(argv):\n    print('ran', argv)\n")
+    (tmp_path / "fine_script.py").write_text(
+        "import sys\ndef main(argv):\n    print('ran', argv, 'as', sys.argv)\n")
     (tmp_path / "bad_input_script.py").write_text(
         "from apparatus.inputs import UserError\n"
         "def main(argv):\n    raise UserError('data/x.npz: damaged. Delete it.')\n")
     (tmp_path / "buggy_script.py").write_text("def main(argv):\n    return 1 / 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert report.run_here("fine_script.py", ["all", "--seed", "3"]) == 0
-    assert "ran ['all', '--seed', '3']" in capsys.readouterr().out
+    # the command line its results record is its own, not report.py's
+    assert "ran ['all', '--seed', '3'] as ['fine_script.py', 'all', '--seed', '3']" in (
+        capsys.readouterr().out)
+    assert sys.argv[0] != "fine_script.py"
     assert report.run_here("bad_input_script.py", []) == 2
     assert "error: data/x.npz: damaged" in capsys.readouterr().err
     assert report.run_here("buggy_script.py", []) == 1
