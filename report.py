@@ -13,6 +13,7 @@ with the default run's number beside each of its own, under a banner of what dif
 import argparse
 import ast
 import csv
+import importlib
 import json
 import operator
 import os
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import traceback
 from itertools import count
 from pathlib import Path
 
@@ -216,7 +218,8 @@ def prose_words(tex: str) -> int:
     """Words of running text in deepnn.tex: outside tables, figures and their captions,
     listings, math and provenance lines."""
     body = tex.partition(r"\begin{document}")[2]
-    body = re.sub(r"\\begin\{(center|figure|lstlisting|align\*)\}.*?\\end\{\1\}", " ", body, flags=re.S)
+    body = re.sub(r"\\begin\{(center|figure|lstlisting|align\*)\}.*?\\end\{\1\}", " ", body,
+                  flags=re.S)
     body = re.sub(r"\\provenance\{.*\}$", " ", body, flags=re.M)
     body = re.sub(r"\$[^$]*\$", " ", body)
     body = re.sub(r"\\[A-Za-z]+\*?", " ", body)
@@ -297,8 +300,6 @@ def run_all(steps, seed: int, quick: bool, out_dir: Path | None, cwd: Path = PRO
 def run_here(script: str, argv) -> int:
     """A script's main in this process (its exit code): importing TensorFlow takes seconds.
     sys.argv is the script's meanwhile, as its results record the command line."""
-    import importlib
-    import traceback
     saved, sys.argv = sys.argv, [script, *argv]
     try:
         runs.main_guard(lambda: importlib.import_module(Path(script).stem).main(argv))
