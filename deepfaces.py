@@ -58,7 +58,7 @@ class Part10(TrainSettings):
     eval_every: int = 25
     patience: int | None = 30  # 750 iterations without a better validation: stop
     QUICK: ClassVar[dict] = dict(subset=(8, 4), hidden_units=16, iterations=40, eval_every=10,
-                                 train_eval_every=10, patience=None)
+                                 curve_every=10, patience=None)
 
     def __post_init__(self):
         if self.subset and not (len(self.subset) == 2 and all(
@@ -133,7 +133,7 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
     of the pixels, weights, layer and pool), shape and values are right, else one backbone pass."""
     runs.seed_tensorflow(run.seed)  # deterministic ops
     extract, shapes, weights_id = (alexnet if backbone == "alexnet" else mobilenet)(layers)
-    pixels = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    pixels = hashlib.sha256(np.ascontiguousarray(images)).hexdigest()  # the bytes, uncopied
     folder = facedata.QUICK_DIR if run.quick else inputs.DATA_DIR
     caches, found, speeds, extracted = {}, {}, [], 0
     for n in layers:
@@ -174,7 +174,15 @@ def features_of(backbone: str, layers, images, run: runs.Run, settings: Part10, 
 
 def prepare(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> dict:
     """The RGB faces in the split, mirrored training faces after them (split "train" holds both,
-    "train_eval" the real ones), and their features."""
+    "train_eval" the real ones), and their features. Made once a run: Part 11 after Part 10 takes
+    Part 10's (the same seed, actors, backbone, subset and mirrors)."""
+    key = ("deepfaces.prepare", backbone, settings.subset, settings.flip)
+    if not set(layers) <= set(run.made.get(key, {}).get("features", ())):
+        run.made[key] = faces_and_features(run, actors, backbone, settings, layers)
+    return run.made[key]
+
+
+def faces_and_features(run: runs.Run, actors, backbone: str, settings: Part10, layers) -> dict:
     data = facedata.load_faces(actors, SIZE, "rgb", run.quick)
     record = facedata.load_split(actors, run.seed, run.quick)[2]
     split = facedata.rows_of(data["face_ids"], record)
@@ -211,23 +219,28 @@ def train_on_layer(features, labels, split: dict, settings: TrainSettings, seed:
     features of sparse ReLU maps); accuracies on the real faces of each split."""
     squares = features[split["train"]].reshape(len(split["train"]), -1).astype(np.float32)
     rms = float(np.sqrt(np.mean(np.square(squares, out=squares)))) or 1.0
-    X = scaled(features, rms)
+    del squares
+    X = tf.constant(scaled(features, rms))  # on TensorFlow's side once: training, accuracies
     params, history = train_net(X, labels, split, settings, seed)
-    acc = {name: accuracy(params, X[split[key]], labels[split[key]])
+    acc = {name: accuracy(params, tf.gather(X, split[key]), labels[split[key]])
            for name, key in (("train", "train_eval"), ("val", "val"), ("test", "test"))}
-    return {"params": params, "history": history, "X": X, "rms": rms, "accuracy": acc,
+    return {"params": params, "history": history, "D": X.shape[1], "rms": rms, "accuracy": acc,
             "val_cost": history["val_cost"][history["iteration"].index(history["best_iteration"])]}
 
 
 def part10(run: runs.Run, settings: Part10, actors, backbone: str) -> dict:
     """Features of a pretrained network -> faces.py's tanh network; layer chosen on validation."""
-    prep = prepare(run, actors, backbone, settings, settings.layer_sweep or CANDIDATES[backbone])
-    split, nets = prep["split"], {}
-    for layer, features in prep["features"].items():
+    layers = settings.layer_sweep or CANDIDATES[backbone]
+    prep = prepare(run, actors, backbone, settings, layers)
+    split, nets, seconds = prep["split"], {}, {}
+    for layer in layers:
+        features, clock = prep["features"][layer], time.perf_counter()
         nets[layer] = r = train_on_layer(features, prep["labels"], split,
                                          train_settings(settings), run.seed)
+        seconds[f"train_{layer}_seconds"] = round(time.perf_counter() - clock, 2)
         print(f"  {layer:18s} {str(features.shape[1:]):16s} validation {r['accuracy']['val']:.4f}"
-              f" (cost {r['val_cost']:.4f}) training {r['accuracy']['train']:.4f}")
+              f" (cost {r['val_cost']:.4f}) training {r['accuracy']['train']:.4f} "
+              f"({seconds[f'train_{layer}_seconds']:.1f} s)")
     # the best validation accuracy; ties: the lower validation cost. The test set is not looked at
     layer = max(nets, key=lambda n: (nets[n]["accuracy"]["val"], -nets[n]["val_cost"]))
     best, shape, acc = nets[layer], prep["features"][layer].shape[1:], nets[layer]["accuracy"]
@@ -249,13 +262,13 @@ def part10(run: runs.Run, settings: Part10, actors, backbone: str) -> dict:
                "train_accuracy": acc["train"], "part7_test_accuracy": before,
                "error_rate_reduction": reduction,
                "extract_images_per_second": prep["images_per_second"],
-               "images_extracted_now": prep["extracted"], "feature_dimension": best["X"].shape[1],
+               "images_extracted_now": prep["extracted"], "feature_dimension": best["D"],
                "best_iteration": best["history"]["best_iteration"], "n_test": len(split["test"]),
                **{f"validation_accuracy_{n}": r["accuracy"]["val"] for n, r in nets.items()},
                **{f"test_accuracy_{n}": r["accuracy"]["test"] for n, r in nets.items()}}
     layer_shape = prep["layer_shapes"][layer]
     return {"metrics": metrics, "figures": [run.figure(fig, "deepfaces_part10_curves")],
-            "backbone": backbone, "layer": layer, "feature_shape": list(shape),
+            "timings": seconds, "backbone": backbone, "layer": layer, "feature_shape": list(shape),
             "layer_shape": list(layer_shape), "pool": pool_factor(layer_shape),
             "actors": list(actors), "cache": prep["cache"], "weights": prep["weights"],
             "feature_rms": best["rms"], "split": {k: len(v) for k, v in split.items()}}

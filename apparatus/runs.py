@@ -189,6 +189,7 @@ class Run:
     out: Path | None = None          # None: the project for a default run, else runs/<tag>/
     command: str = ""
     parts: tuple = ()                # the parts this run does, in order (their checks may ask)
+    made: dict = dataclasses.field(default_factory=dict, repr=False)  # for later parts: once a run
 
     def __post_init__(self):
         self.out = Path(self.out or (RUNS_DIR / self.tag if self.trial else PROJECT_DIR))

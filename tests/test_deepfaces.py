@@ -89,7 +89,12 @@ def test_part11_alone_draws_part10s_file_and_gives_the_same_metrics(synthetic, t
         np.random.default_rng(1), stop_at="conv4", scale=0.02))
     args = ["--quick", "--backbone", "alexnet", "--actors", ",".join(ACTORS)]
     together, apart = tmp_path / "together", tmp_path / "apart"
+    loads, load_faces = [], facedata.load_faces
+    monkeypatch.setattr(facedata, "load_faces", lambda *a, **k: loads.append(a) or load_faces(
+        *a, **k))
     deepfaces.main(["all", "--out", str(together)] + args)
+    # Part 11 took Part 10's RGB faces (and split and features): one load of each a run
+    assert [a[1:3] for a in loads].count((deepfaces.SIZE, "rgb")) == 1 < len(loads) == 2
     deepfaces.main(["part10", "--out", str(apart)] + args)
     assert (apart / "results" / deepfaces.HEAD_FILE).exists()
     monkeypatch.setattr(deepfaces, "train_net", lambda *a, **k: pytest.fail("Part 11 trained"))
