@@ -58,7 +58,7 @@ class Part10(TrainSettings):
     eval_every: int = 25
     patience: int | None = 30  # 750 iterations without a better validation: stop
     QUICK: ClassVar[dict] = dict(subset=(8, 4), hidden_units=16, iterations=40, eval_every=10,
-                                 curve_every=10, patience=None)
+                                 train_eval_every=10, patience=None)
 
     def __post_init__(self):
         if self.subset and not (len(self.subset) == 2 and all(

@@ -73,8 +73,8 @@ def accuracy(params: dict, X, y) -> float:
 
 def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
     """Mini-batch training on rows split["train"] (X (N, D) float32, or a tf.Tensor made once
-    for many nets; y (N,) labels 0..K-1), an evaluation of "val" every ``eval_every`` steps, of
-    "train_eval" (default "train") and "test" every ``curve_every``. Cost: mean cross-entropy
+    for many nets; y (N,) labels 0..K-1), an evaluation of "val" and "test" every ``eval_every``
+    steps, of "train_eval" (default "train") every ``train_eval_every``. Cost: mean cross-entropy
     + l2 * (|W0|^2 + |W1|^2); the history's costs are the cross-entropy alone. With early
     stopping, the params of the best validation accuracy (ties: lower cost). Returns (params as
     NumPy arrays, history)."""
@@ -97,8 +97,9 @@ def train_net(X, y, split: dict, settings: TrainSettings, seed: int):
         net.train_steps(*data, tf.constant([next(batches) for _ in range(done, it)]), l2,
                         settings.input_noise, settings.dropout)
         history["iteration"].append(it)
-        for name in ("train", "val", "test"):  # training and test rows (curves only): less often
-            due = (name == "val" or it % settings.curve_every == 0 or it == settings.iterations)
+        for name in ("train", "val", "test"):  # the training rows (curves only): less often
+            due = (name != "train" or it % settings.train_eval_every == 0
+                   or it == settings.iterations)
             acc, cost = net.evaluate(*data, eval_rows[name]) if name in eval_rows and due else (
                 np.nan, np.nan)
             history[f"{name}_accuracy"].append(float(acc))
@@ -201,8 +202,8 @@ class TrainSettings:
     learning_rate: float = setting(5e-4, gt=0)  # Adam's step: smooth curves at this batch size
     batch_size: int = setting(64, ge=0)  # photos per step (0: all training photos in every step)
     iterations: int = setting(1200, ge=1)  # at most: early stopping usually ends the run sooner
-    eval_every: int = setting(25, ge=1)  # full-batch evaluation of validation every k steps
-    curve_every: int = setting(100, ge=1)  # ... of the training and test rows (curves only)
+    eval_every: int = setting(25, ge=1)  # full-batch evaluation of validation and test every k
+    train_eval_every: int = setting(100, ge=1)  # ... of the training rows (curves only) every k
     init: str = setting("glorot", choices=("glorot", "normal"))  # std init_scale*sqrt(2/(in+out))
     init_scale: float = setting(0.5, gt=0)  # half Glorot: tanh starts unsaturated on 3600 inputs
     optimizer: str = setting("adam", choices=("adam", "sgd"))  # "adam" | "sgd" (with momentum)
@@ -221,7 +222,7 @@ class Part7(TrainSettings):
     shifts: tuple = ((-2, -2), (-2, 0), (-2, 2), (0, -2), (0, 2), (2, -2), (2, 0), (2, 2))
     n_seeds: int = setting(5, ge=2)  # training seeds for mean and spread (same split, test set)
     QUICK: ClassVar[dict] = dict(hidden_sweep=(16, 32), iterations=60, eval_every=10,
-                                 curve_every=10, patience=4, shifts=(), n_seeds=2)
+                                 train_eval_every=10, patience=4, shifts=(), n_seeds=2)
     SWEPT: ClassVar[dict] = {"hidden_units": "hidden_sweep"}  # trainer field -> this part's sweep
 
     def __post_init__(self):  # each shift a (dy, dx) pair of whole pixels
