@@ -347,7 +347,8 @@ def test_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, script, 
 def test_every_setting_has_a_range_and_every_preset_is_within_it():
     """A number field without a limit lets -5 hidden units through to a traceback (or an abort
     inside TensorFlow); the defaults and the --quick presets must pass their own limits."""
-    benches = [load_bench(name).Bench for name in ("train_speed", "features_speed")]
+    benches = [load_bench(name).Bench for name in ("train_speed", "features_speed",
+                                                              "step_speed")]
     classes = [runs.settings_class(p) for script in (digits, faces, deepfaces)
                for p in getattr(script, "PARTS", getattr(script, "SETTINGS", {})).values()]
     classes += [gai.Build, digits.SGDSettings, *benches]

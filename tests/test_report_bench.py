@@ -14,7 +14,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def test_bench_scripts_import_without_running_or_loading_tensorflow():
     code = ("import importlib.util, sys\n"
-            "for name in ('train_speed', 'features_speed'):\n"
+            "for name in ('train_speed', 'features_speed', 'step_speed'):\n"
             "    spec = importlib.util.spec_from_file_location(name, f'bench/{name}.py')\n"
             "    module = importlib.util.module_from_spec(spec)\n"
             "    spec.loader.exec_module(module)\n"
@@ -31,7 +31,8 @@ def test_bench_scripts_import_without_running_or_loading_tensorflow():
 
 def test_bench_help_names_its_options():
     for script, option in (("bench/train_speed.py", "--epochs"),
-                           ("bench/features_speed.py", "--backbones")):
+                           ("bench/features_speed.py", "--backbones"),
+                           ("bench/step_speed.py", "--set")):
         done = subprocess.run([sys.executable, script, "--help"], cwd=PROJECT,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
