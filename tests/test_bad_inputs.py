@@ -128,7 +128,9 @@ def start_downloading(server, project, tmp_path) -> subprocess.Popen:
     server["/slow.png"] = (200, PNG, 0.05)
     project([line("Ann Alpha", i, server["base"] + "/slow.png", sha(PNG)) for i in range(8)])
     hashes = {n: inputs.REGISTRY[n][1] for n in gai.LIST_FILES}
-    code = ("import sys; from apparatus import inputs, runs; import get_all_imgs as g\n"
+    code = ("import faulthandler, signal, sys; from apparatus import inputs, runs\n"
+            "import get_all_imgs as g\n"
+            "faulthandler.register(signal.SIGUSR1, all_threads=True)  # a hang shows its stacks\n"
             f"inputs.DATA_DIR = inputs.Path({str(tmp_path / 'data')!r})\n"
             f"for n, h in {hashes!r}.items(): inputs.REGISTRY[n] = (None, h)\n"
             "runs.main_guard(lambda: g.main(sys.argv[1:]))")
@@ -151,6 +153,11 @@ def test_ctrl_c_during_downloads_ends_within_2_s_with_exit_130(server, project, 
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:  # where it hangs: every thread's stack, then the kill
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        proc.kill()
+        pytest.fail("no exit 10 s after Ctrl-C; its threads:\n" + proc.communicate()[1][-6000:])
     finally:
         proc.kill()  # no-op when it has ended, as it should have
     assert proc.returncode == 130 and time.monotonic() - t0 < 2
@@ -347,8 +354,8 @@ def test_a_bad_option_is_one_line_and_exit_2(project, tmp_path, capsys, script, 
 def test_every_setting_has_a_range_and_every_preset_is_within_it():
     """A number field without a limit lets -5 hidden units through to a traceback (or an abort
     inside TensorFlow); the defaults and the --quick presets must pass their own limits."""
-    benches = [load_bench(name).Bench for name in ("train_speed", "features_speed",
-                                                              "step_speed")]
+    benches = [load_bench(name).Bench
+               for name in ("train_speed", "features_speed", "step_speed")]
     classes = [runs.settings_class(p) for script in (digits, faces, deepfaces)
                for p in getattr(script, "PARTS", getattr(script, "SETTINGS", {})).values()]
     classes += [gai.Build, digits.SGDSettings, *benches]
