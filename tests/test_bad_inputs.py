@@ -131,6 +131,9 @@ def start_downloading(server, project, tmp_path) -> subprocess.Popen:
     code = ("import faulthandler, signal, sys; from apparatus import inputs, runs\n"
             "import get_all_imgs as g\n"
             "faulthandler.register(signal.SIGUSR1, all_threads=True)  # a hang shows its stacks\n"
+            # Ctrl-C as in a terminal: a runner started in the background (nohup, cmd &) hands
+            # its children SIGINT ignored, and Python then installs no KeyboardInterrupt
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             f"inputs.DATA_DIR = inputs.Path({str(tmp_path / 'data')!r})\n"
             f"for n, h in {hashes!r}.items(): inputs.REGISTRY[n] = (None, h)\n"
             "runs.main_guard(lambda: g.main(sys.argv[1:]))")
